@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Hot numerical code is built with -Ounchecked in release; run.sh adds -target-cpu native.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "Tessera",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "Tessera", targets: ["Tessera"]),
+        .executable(name: "tessera", targets: ["TesseraCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg",
+                       providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+        .target(name: "CHDF5Shim", dependencies: ["CHDF5"]),
+        .target(name: "TesseraCore", dependencies: ["CBLAS"], swiftSettings: fast),
+        .target(name: "TesseraHDF5", dependencies: ["CHDF5Shim", "CHDF5"]),
+        .target(name: "TesseraConfig", dependencies: ["Yams"]),
+        .target(name: "TesseraData", dependencies: ["TesseraCore", "CTurboJPEG"], swiftSettings: fast),
+        .target(name: "Tessera",
+                dependencies: ["TesseraCore", "TesseraHDF5", "TesseraConfig", "TesseraData"],
+                swiftSettings: fast),
+        .executableTarget(name: "TesseraCLI",
+                          dependencies: ["Tessera", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "TesseraCoreTests", dependencies: ["TesseraCore", "TesseraHDF5"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "TesseraHDF5Tests", dependencies: ["TesseraHDF5"]),
+        .testTarget(name: "TesseraConfigTests", dependencies: ["TesseraConfig"]),
+        .testTarget(name: "TesseraDataTests", dependencies: ["TesseraData"]),
+        .testTarget(name: "TesseraTests", dependencies: ["Tessera"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

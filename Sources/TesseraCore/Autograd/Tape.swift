@@ -1,0 +1,125 @@
+/// Where a tensor's gradient accumulates. The tape holds slots, never the tensors themselves.
+public final class GradSlot: @unchecked Sendable {
+    public let shape: [Int]
+    /// Leaves (parameters and inputs marked with `requiringGrad`) keep their gradient after backward.
+    public let isLeaf: Bool
+    public var grad: Tensor?
+
+    init(shape: [Int], isLeaf: Bool) {
+        self.shape = shape
+        self.isLeaf = isLeaf
+    }
+
+    /// Adds `g` into this slot. When `owned` is true the caller gives up `g`, so the first
+    /// contribution is adopted without a copy.
+    public func accumulate(_ g: Tensor, owned: Bool) {
+        precondition(g.count == shape.reduce(1, *), "tessera: gradient of shape \(g.shape) for a tensor of shape \(shape)")
+        if let existing = grad {
+            Kernels.addInPlace(existing.data, g.data, existing.count)
+        } else if owned {
+            grad = g.shape == shape ? g : g.view(shape)
+        } else {
+            let c = Tensor(shape: shape)
+            c.data.update(from: g.data, count: c.count)
+            grad = c
+        }
+    }
+
+    /// Where a kernel should write this slot's gradient: the existing gradient with beta 1 (add to
+    /// it), or a fresh uninitialised buffer with beta 0 (overwrite it).
+    public func target() -> (Tensor, Float) {
+        if let g = grad { return (g, 1) }
+        let g = Tensor(shape: shape)
+        grad = g
+        return (g, 0)
+    }
+
+    /// A gradient buffer to write into directly (zeroed on first use), for kernels that accumulate.
+    public func buffer() -> Tensor {
+        if let g = grad { return g }
+        let g = Tensor.zeros(shape)
+        grad = g
+        return g
+    }
+}
+
+/// The recorded backward steps of the current forward pass, in execution order.
+public enum Autograd {
+    struct Node {
+        let out: GradSlot
+        let backward: (Tensor) -> Void
+    }
+    nonisolated(unsafe) static var tape: [Node] = []
+    nonisolated(unsafe) static var enabled = true
+
+    /// Whether ops record backward steps (false inside `noGrad`).
+    public static var isEnabled: Bool { enabled }
+
+    /// Runs `body` without recording anything on the tape.
+    public static func noGrad<T>(_ body: () throws -> T) rethrows -> T {
+        let saved = enabled
+        enabled = false
+        defer { enabled = saved }
+        return try body()
+    }
+
+    /// Forgets the recorded forward pass (gradients already accumulated stay).
+    public static func reset() { tape.removeAll(keepingCapacity: true) }
+
+    /// Number of recorded steps (for tests).
+    public static var tapeLength: Int { tape.count }
+
+    /// Makes `out` part of the graph when any input requires a gradient and records its backward step.
+    /// The closure receives the gradient of `out` and accumulates into the inputs' slots.
+    @inline(__always)
+    static func record(_ out: Tensor, _ inputs: [Tensor?], _ backward: @escaping (Tensor) -> Void) {
+        guard enabled else { return }
+        var any = false
+        for t in inputs where t?.slot != nil { any = true; break }
+        guard any else { return }
+        let slot = GradSlot(shape: out.shape, isLeaf: false)
+        out.slot = slot
+        tape.append(Node(out: slot, backward: backward))
+    }
+
+    /// True when the op should record (cheap check before building saved state).
+    @inline(__always)
+    static func needsGrad(_ inputs: Tensor?...) -> Bool {
+        guard enabled else { return false }
+        for t in inputs where t?.slot != nil { return true }
+        return false
+    }
+
+    /// Back-propagates from `root` (usually a scalar loss) through the whole tape, then clears it.
+    static func backward(from root: Tensor, seed: Tensor?) {
+        guard let rootSlot = root.slot else {
+            preconditionFailure("tessera: backward() on a tensor that does not require a gradient")
+        }
+        if let seed {
+            checkShapes(seed.shape, root.shape, "backward seed")
+            rootSlot.accumulate(seed.clone(), owned: true)
+        } else {
+            precondition(root.count == 1, "tessera: backward() without a seed needs a scalar, got shape \(root.shape)")
+            rootSlot.accumulate(Tensor.full(root.shape, 1), owned: true)
+        }
+        let nodes = tape
+        tape.removeAll(keepingCapacity: true)
+        let saved = enabled
+        enabled = false
+        defer { enabled = saved }
+        for node in nodes.reversed() {
+            guard let g = node.out.grad else { continue }
+            node.out.grad = nil
+            node.backward(g)
+        }
+    }
+}
+
+extension Tensor {
+    /// Reverse-mode pass from this tensor; gradients accumulate into every leaf's `grad`.
+    public func backward(_ seed: Tensor? = nil) { Autograd.backward(from: self, seed: seed) }
+
+    /// Adds `g` to this tensor's gradient slot if it has one.
+    @inline(__always)
+    func accumulateGrad(_ g: Tensor, owned: Bool) { slot?.accumulate(g, owned: owned) }
+}

@@ -1,0 +1,52 @@
+import CBLAS
+
+/// Row-major SGEMM through OpenBLAS (kept single-threaded); large products are split into row or
+/// column blocks over `Parallel`.
+public enum BLAS {
+    /// C[M,N] = alpha · op(A) · op(B) + beta · C, all row-major.
+    /// op(A) is [M,K]: A is [M,K] (lda ≥ K) or, transposed, [K,M] (lda ≥ M).
+    /// op(B) is [K,N]: B is [K,N] (ldb ≥ N) or, transposed, [N,K] (ldb ≥ K).
+    public static func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                            alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                            b: UnsafePointer<Float>, ldb: Int,
+                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+                            parallel: Bool = true) {
+        if m == 0 || n == 0 { return }
+        let flops = 2 * m * n * k
+        let parts = parallel ? min(Parallel.threads, max(1, flops / (1 << 22))) : 1
+        if parts <= 1 {
+            serial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
+        if m >= n || m >= 64 * parts {
+            // Split rows of C (and of op(A)).
+            Parallel.run(parts) { p in
+                let lo = m * p / parts, hi = m * (p + 1) / parts
+                guard lo < hi else { return }
+                let aOff = transA ? lo : lo * lda
+                serial(transA, transB, hi - lo, n, k, alpha, a + aOff, lda, b, ldb, beta, c + lo * ldc, ldc)
+            }
+        } else {
+            // Split columns of C (and of op(B)).
+            Parallel.run(parts) { p in
+                let lo = n * p / parts, hi = n * (p + 1) / parts
+                guard lo < hi else { return }
+                let bOff = transB ? lo * ldb : lo
+                serial(transA, transB, m, hi - lo, k, alpha, a, lda, b + bOff, ldb, beta, c + lo, ldc)
+            }
+        }
+    }
+
+    @inline(__always)
+    static func serial(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int, _ alpha: Float,
+                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                       _ beta: Float, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        if k == 0 {
+            // C = beta·C (BLAS may not touch C when k is zero).
+            for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}

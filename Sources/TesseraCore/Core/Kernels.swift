@@ -1,0 +1,103 @@
+/// Element-wise and row-wise float kernels. Plain loops over unsafe pointers with no libm calls, so
+/// LLVM vectorises them (build with -Ounchecked and -target-cpu native).
+public enum Kernels {
+    // MARK: scalar math, inlined into loops
+
+    /// e^x for float32: Cody-Waite range reduction and a degree-6 polynomial (Cephes expf), ~1 ulp.
+    /// Returns exactly 0 below -87.3 (so additive -inf masks give zero weights).
+    @inline(__always)
+    public static func exp(_ x0: Float) -> Float {
+        let x = min(max(x0, -87.3), 88.7)
+        let n = (x * 1.442_695_04 + 0.5).rounded(.down)
+        let r = x - n * 0.693_359_375 + n * 2.121_944_4e-4
+        let r2 = r * r
+        var p: Float = 1.987_569_15e-4
+        p = p * r + 1.398_199_95e-3
+        p = p * r + 8.333_451_9e-3
+        p = p * r + 4.166_579_59e-2
+        p = p * r + 1.666_666_55e-1
+        p = p * r + 5.000_000_12e-1
+        let y = p * r2 + r + 1
+        let scale = Float(bitPattern: UInt32(bitPattern: Int32(n) &+ 127) << 23)
+        return x0 < -87.3 ? 0 : y * scale
+    }
+
+    /// erf(x), Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
+    @inline(__always)
+    public static func erf(_ x: Float) -> Float {
+        let ax = abs(x)
+        let t = 1 / (1 + 0.327_591_1 * ax)
+        var p: Float = 1.061_405_429
+        p = p * t - 1.453_152_027
+        p = p * t + 1.421_413_741
+        p = p * t - 0.284_496_736
+        p = p * t + 0.254_829_592
+        let y = 1 - p * t * exp(-ax * ax)
+        return x < 0 ? -y : y
+    }
+
+    /// GELU, exact form: x · Φ(x) = ½x(1 + erf(x/√2)).
+    @inline(__always)
+    public static func gelu(_ x: Float) -> Float { 0.5 * x * (1 + erf(x * 0.707_106_781_186_547_5)) }
+
+    /// d GELU / dx = Φ(x) + x·φ(x).
+    @inline(__always)
+    public static func geluDerivative(_ x: Float) -> Float {
+        let cdf = 0.5 * (1 + erf(x * 0.707_106_781_186_547_5))
+        let pdf = 0.398_942_280_401_432_7 * exp(-0.5 * x * x)
+        return cdf + x * pdf
+    }
+
+    // MARK: loops
+
+    /// dst[i] += src[i]
+    @inline(__always)
+    public static func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ n: Int) {
+        Parallel.forRange(n, minCost: 1 << 17) { r in
+            for i in r { dst[i] += src[i] }
+        }
+    }
+
+    /// dst[i] += alpha · src[i]
+    public static func axpy(_ dst: UnsafeMutablePointer<Float>, _ alpha: Float, _ src: UnsafePointer<Float>, _ n: Int) {
+        Parallel.forRange(n, minCost: 1 << 17) { r in
+            for i in r { dst[i] += alpha * src[i] }
+        }
+    }
+
+    /// Sum over rows: out[j] (+)= Σ_i x[i, j] for x of shape [rows, cols].
+    public static func sumRows(_ x: UnsafePointer<Float>, rows: Int, cols: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        if !accumulate { out.initialize(repeating: 0, count: cols) }
+        // Each thread owns a block of columns, so no reduction across threads is needed.
+        Parallel.forRange(cols, costPerItem: rows, minCost: 1 << 16) { cr in
+            for i in 0..<rows {
+                let row = x + i * cols
+                for j in cr { out[j] += row[j] }
+            }
+        }
+    }
+
+    /// In-place softmax of each of `rows` rows of length `n` (row i starts at x + i·stride).
+    @inline(__always)
+    public static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        var m = -Float.infinity
+        for j in 0..<n { m = max(m, x[j]) }
+        if m == -.infinity { m = 0 }
+        var s: Float = 0
+        for j in 0..<n {
+            let e = exp(x[j] - m)
+            x[j] = e
+            s += e
+        }
+        let inv = 1 / s
+        for j in 0..<n { x[j] *= inv }
+    }
+
+    /// Softmax backward for one row: dx = p ⊙ (dp − Σ dp⊙p). Writes into dx (may alias dp).
+    @inline(__always)
+    public static func softmaxBackwardRow(_ p: UnsafePointer<Float>, _ dp: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int, scale: Float = 1) {
+        var dot: Float = 0
+        for j in 0..<n { dot += p[j] * dp[j] }
+        for j in 0..<n { dx[j] = scale * p[j] * (dp[j] - dot) }
+    }
+}

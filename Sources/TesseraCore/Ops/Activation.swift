@@ -1,0 +1,72 @@
+/// GELU, softmax, dropout and drop-path.
+
+/// GELU, exact erf form.
+public func gelu(_ x: Tensor) -> Tensor {
+    let y = Tensor(shape: x.shape)
+    let xp = x.data, yp = y.data
+    Parallel.forRange(x.count, costPerItem: 16, minCost: 1 << 16) { r in
+        for i in r { yp[i] = Kernels.gelu(xp[i]) }
+    }
+    Autograd.record(y, [x]) { g in
+        guard let s = x.slot else { return }
+        let (dx, beta) = s.target()
+        let gp = g.data, dp = dx.data
+        Parallel.forRange(x.count, costPerItem: 24, minCost: 1 << 16) { r in
+            if beta == 0 { for i in r { dp[i] = gp[i] * Kernels.geluDerivative(xp[i]) } }
+            else { for i in r { dp[i] += gp[i] * Kernels.geluDerivative(xp[i]) } }
+        }
+    }
+    return y
+}
+
+/// Softmax over the last axis.
+public func softmax(_ x: Tensor) -> Tensor {
+    let n = x.shape.last!, rows = x.count / n
+    let y = x.clone()
+    let yp = y.data
+    Parallel.forRange(rows, costPerItem: n * 8, minCost: 1 << 16) { r in
+        for i in r { Kernels.softmaxRow(yp + i * n, n) }
+    }
+    Autograd.record(y, [x]) { g in
+        guard let s = x.slot else { return }
+        let t = Tensor(shape: x.shape)
+        for i in 0..<rows { Kernels.softmaxBackwardRow(yp + i * n, g.data + i * n, t.data + i * n, n) }
+        s.accumulate(t, owned: true)
+    }
+    return y
+}
+
+/// Inverted dropout: zero each element with probability p, scale the rest by 1/(1 − p).
+public func dropout(_ x: Tensor, p: Float, training: Bool, rng: inout RandomGenerator) -> Tensor {
+    guard training && p > 0 else { return x }
+    precondition(p < 1, "tessera: dropout probability \(p) must be below 1")
+    let keep = Tensor.uniform(x.shape, rng: &rng)
+    let scale = 1 / (1 - p)
+    for i in 0..<keep.count { keep.data[i] = keep.data[i] >= p ? scale : 0 }
+    return maskedScale(x, keep)
+}
+
+/// Per-sample stochastic depth on x [B, ...]: each sample's branch is dropped with probability p and
+/// the survivors are scaled by 1/(1 − p).
+public func dropPath(_ x: Tensor, p: Float, training: Bool, rng: inout RandomGenerator) -> Tensor {
+    guard training && p > 0 else { return x }
+    let b = x.shape[0]
+    var factors = [Float](repeating: 0, count: b)
+    for i in 0..<b { factors[i] = rng.uniform() >= p ? 1 / (1 - p) : 0 }
+    var fshape = [Int](repeating: 1, count: x.rank)
+    fshape[0] = b
+    return x * Tensor(factors, shape: fshape)
+}
+
+/// y = x ⊙ m with a constant m of the same shape.
+func maskedScale(_ x: Tensor, _ m: Tensor) -> Tensor {
+    let y = Tensor(shape: x.shape)
+    for i in 0..<x.count { y.data[i] = x.data[i] * m.data[i] }
+    Autograd.record(y, [x]) { g in
+        guard let s = x.slot else { return }
+        let t = Tensor(shape: x.shape)
+        for i in 0..<x.count { t.data[i] = g.data[i] * m.data[i] }
+        s.accumulate(t, owned: true)
+    }
+    return y
+}

@@ -1,0 +1,107 @@
+/// Multi-head scaled dot-product attention, computed per (sample, head) straight from token-major
+/// layouts (no permute copies): head h of a [B, L, ·] operand is columns `offset + h·hd ..< +hd`.
+/// Softmax probabilities are kept for backward, as PyTorch's eager attention does.
+
+/// A token-major operand: rows of `stride` floats, the heads starting at column `offset`.
+struct AttentionOperand {
+    let tensor: Tensor
+    let stride: Int
+    let offset: Int
+}
+
+/// Self-attention on a fused projection qkv [B, L, 3D] laid out as [q | k | v] (timm/BEiT order).
+/// mask: optional additive logits mask, [B, L, L] (also [B, 1, L, L]) or [L, L].
+public func selfAttention(qkv: Tensor, heads: Int, mask: Tensor? = nil) -> Tensor {
+    precondition(qkv.rank == 3 && qkv.shape[2] % 3 == 0, "tessera: selfAttention needs qkv [B, L, 3D], got \(qkv.shape)")
+    let d = qkv.shape[2] / 3
+    return attentionCore(q: .init(tensor: qkv, stride: 3 * d, offset: 0),
+                         k: .init(tensor: qkv, stride: 3 * d, offset: d),
+                         v: .init(tensor: qkv, stride: 3 * d, offset: 2 * d),
+                         batch: qkv.shape[0], lq: qkv.shape[1], lk: qkv.shape[1], width: d, heads: heads, mask: mask)
+}
+
+/// Attention with separate projections: q [B, Lq, D], k and v [B, Lk, D] (cross-attention when
+/// Lq ≠ Lk or the key/value tensors come from another stream). Output [B, Lq, D].
+public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, mask: Tensor? = nil) -> Tensor {
+    precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "tessera: attention needs rank-3 q, k, v, got \(q.shape), \(k.shape), \(v.shape)")
+    precondition(k.shape == v.shape && q.shape[0] == k.shape[0] && q.shape[2] == k.shape[2],
+                 "tessera: attention: q \(q.shape), k \(k.shape), v \(v.shape) do not fit")
+    let d = q.shape[2]
+    return attentionCore(q: .init(tensor: q, stride: d, offset: 0), k: .init(tensor: k, stride: d, offset: 0),
+                         v: .init(tensor: v, stride: d, offset: 0),
+                         batch: q.shape[0], lq: q.shape[1], lk: k.shape[1], width: d, heads: heads, mask: mask)
+}
+
+func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand, batch b: Int, lq: Int, lk: Int,
+                   width d: Int, heads h: Int, mask: Tensor?) -> Tensor {
+    precondition(h > 0 && d % h == 0, "tessera: attention width \(d) is not divisible by \(h) heads")
+    let hd = d / h
+    let scale = 1 / Float(hd).squareRoot()
+    var maskPerSample = false
+    if let mask {
+        if mask.count == b * lq * lk && b > 1 { maskPerSample = true } else {
+            precondition(mask.count == lq * lk || mask.count == b * lq * lk,
+                         "tessera: attention mask \(mask.shape) fits neither [B=\(b), \(lq), \(lk)] nor [\(lq), \(lk)]")
+        }
+    }
+    let probs = Tensor(shape: [b, h, lq, lk])
+    let y = Tensor(shape: [b, lq, d])
+    let qp = q.tensor.data, kp = k.tensor.data, vp = v.tensor.data
+    let pp = probs.data, yp = y.data, mp = mask?.data
+    let cost = 4 * lq * lk * hd
+    Parallel.forRange(b * h, costPerItem: cost, minCost: 1 << 18) { r in
+        for task in r {
+            let bi = task / h, hi = task % h
+            let s = pp + task * lq * lk
+            let qh = qp + bi * lq * q.stride + q.offset + hi * hd
+            let kh = kp + bi * lk * k.stride + k.offset + hi * hd
+            let vh = vp + bi * lk * v.stride + v.offset + hi * hd
+            // S[lq, lk] = scale · Q_h · K_hᵀ
+            BLAS.gemm(transB: true, m: lq, n: lk, k: hd, alpha: scale, a: qh, lda: q.stride, b: kh, ldb: k.stride,
+                      c: s, ldc: lk, parallel: false)
+            if let mp {
+                let m = maskPerSample ? mp + bi * lq * lk : mp
+                for i in 0..<(lq * lk) { s[i] += m[i] }
+            }
+            for i in 0..<lq { Kernels.softmaxRow(s + i * lk, lk) }
+            // O_h[lq, hd] = P · V_h
+            BLAS.gemm(m: lq, n: hd, k: lk, a: s, lda: lk, b: vh, ldb: v.stride, c: yp + bi * lq * d + hi * hd, ldc: d,
+                      parallel: false)
+        }
+    }
+    let inputs: [Tensor?] = [q.tensor, k.tensor, v.tensor]
+    Autograd.record(y, inputs) { g in
+        let gp = g.data
+        let dq = q.tensor.slot?.buffer(), dk = k.tensor.slot?.buffer(), dv = v.tensor.slot?.buffer()
+        Parallel.forRange(b * h, costPerItem: 2 * cost, minCost: 1 << 18) { r in
+            let dS = Tensor(shape: [lq, lk])
+            let ds = dS.data
+            for task in r {
+                let bi = task / h, hi = task % h
+                let p = pp + task * lq * lk
+                let qOff = bi * lq * q.stride + q.offset + hi * hd
+                let kOff = bi * lk * k.stride + k.offset + hi * hd
+                let vOff = bi * lk * v.stride + v.offset + hi * hd
+                let go = gp + bi * lq * d + hi * hd
+                // dP = dO · V_hᵀ
+                BLAS.gemm(transB: true, m: lq, n: lk, k: hd, a: go, lda: d, b: vp + vOff, ldb: v.stride, c: ds, ldc: lk, parallel: false)
+                // dV_h += Pᵀ · dO
+                if let dv {
+                    BLAS.gemm(transA: true, m: lk, n: hd, k: lq, a: p, lda: lk, b: go, ldb: d, beta: 1,
+                              c: dv.data + vOff, ldc: v.stride, parallel: false)
+                }
+                // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
+                for i in 0..<lq { Kernels.softmaxBackwardRow(p + i * lk, ds + i * lk, ds + i * lk, lk, scale: scale) }
+                if let dq {  // dQ_h += dS · K_h
+                    BLAS.gemm(m: lq, n: hd, k: lk, a: ds, lda: lk, b: kp + kOff, ldb: k.stride, beta: 1,
+                              c: dq.data + qOff, ldc: q.stride, parallel: false)
+                }
+                if let dk {  // dK_h += dSᵀ · Q_h
+                    BLAS.gemm(transA: true, m: lk, n: hd, k: lq, a: ds, lda: lk, b: qp + qOff, ldb: q.stride, beta: 1,
+                              c: dk.data + kOff, ldc: k.stride, parallel: false)
+                }
+            }
+        }
+    }
+    return y
+}

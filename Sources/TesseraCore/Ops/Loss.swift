@@ -1,0 +1,87 @@
+/// Losses, each reduced to a scalar mean as in PyTorch's defaults.
+
+/// mean((pred − target)²); target gets no gradient.
+public func mseLoss(_ pred: Tensor, _ target: Tensor) -> Tensor {
+    checkShapes(pred.shape, target.shape, "mseLoss")
+    let diff = pred - target.detach()
+    return mean(diff * diff)
+}
+
+/// mean(|pred − target|).
+public func l1Loss(_ pred: Tensor, _ target: Tensor) -> Tensor {
+    checkShapes(pred.shape, target.shape, "l1Loss")
+    let n = pred.count
+    var acc: Double = 0
+    for i in 0..<n { acc += Double(abs(pred.data[i] - target.data[i])) }
+    let y = Tensor.scalar(Float(acc / Double(n)))
+    Autograd.record(y, [pred]) { g in
+        guard let s = pred.slot else { return }
+        let t = Tensor(shape: pred.shape)
+        let v = g.data[0] / Float(n)
+        for i in 0..<n {
+            let d = pred.data[i] - target.data[i]
+            t.data[i] = d > 0 ? v : (d < 0 ? -v : 0)
+        }
+        s.accumulate(t, owned: true)
+    }
+    return y
+}
+
+/// Row-wise log-softmax of logits [N, C] into out (Double accumulation for the normaliser).
+func logSoftmaxRows(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
+    for i in 0..<rows {
+        let r = x + i * cols, o = out + i * cols
+        var m = -Float.infinity
+        for j in 0..<cols { m = max(m, r[j]) }
+        var s: Double = 0
+        for j in 0..<cols { s += Double(Kernels.exp(r[j] - m)) }
+        let lse = m + Float(Foundation.log(s))
+        for j in 0..<cols { o[j] = r[j] - lse }
+    }
+}
+
+/// Cross-entropy of logits [N, C] against a target distribution q [N, C] (soft targets, as timm's
+/// SoftTargetCrossEntropy): mean over rows of −Σ q·log softmax(x).
+public func crossEntropy(_ logits: Tensor, softTargets q: Tensor) -> Tensor {
+    precondition(logits.rank == 2, "tessera: crossEntropy needs logits [N, C], got \(logits.shape)")
+    checkShapes(q.shape, logits.shape, "crossEntropy soft targets")
+    let (n, c) = (logits.shape[0], logits.shape[1])
+    let logp = Tensor(shape: logits.shape)
+    logSoftmaxRows(logits.data, logp.data, rows: n, cols: c)
+    var acc: Double = 0
+    for i in 0..<(n * c) { acc -= Double(q.data[i] * logp.data[i]) }
+    let y = Tensor.scalar(Float(acc / Double(n)))
+    Autograd.record(y, [logits]) { g in
+        guard let s = logits.slot else { return }
+        // d/dx = (softmax(x)·Σq − q) / N per row
+        let t = Tensor(shape: logits.shape)
+        let scale = g.data[0] / Float(n)
+        for i in 0..<n {
+            var qs: Float = 0
+            for j in 0..<c { qs += q.data[i * c + j] }
+            for j in 0..<c {
+                let idx = i * c + j
+                t.data[idx] = scale * (Kernels.exp(logp.data[idx]) * qs - q.data[idx])
+            }
+        }
+        s.accumulate(t, owned: true)
+    }
+    return y
+}
+
+/// Cross-entropy with hard labels and optional label smoothing ε:
+/// mean over rows of (1 − ε)·(−log p_y) + ε·mean_c(−log p_c) (PyTorch's label_smoothing and timm's
+/// LabelSmoothingCrossEntropy agree on this).
+public func crossEntropy(_ logits: Tensor, labels: [Int], smoothing: Float = 0) -> Tensor {
+    precondition(logits.rank == 2, "tessera: crossEntropy needs logits [N, C], got \(logits.shape)")
+    let (n, c) = (logits.shape[0], logits.shape[1])
+    precondition(labels.count == n, "tessera: crossEntropy: \(labels.count) labels for \(n) rows")
+    let q = Tensor.full([n, c], smoothing / Float(c))
+    for i in 0..<n {
+        precondition(labels[i] >= 0 && labels[i] < c, "tessera: crossEntropy: label \(labels[i]) outside 0..<\(c)")
+        q.data[i * c + labels[i]] += 1 - smoothing
+    }
+    return crossEntropy(logits, softTargets: q)
+}
+
+import Foundation

@@ -1,0 +1,1 @@
+// TesseraHDF5 module

@@ -1,0 +1,2 @@
+import XCTest
+final class TesseraConfigTestsSmoke: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }

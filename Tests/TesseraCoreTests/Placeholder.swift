@@ -1,0 +1,2 @@
+import XCTest
+final class TesseraCoreTestsSmoke: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }

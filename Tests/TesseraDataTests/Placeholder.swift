@@ -1,0 +1,2 @@
+import XCTest
+final class TesseraDataTestsSmoke: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }

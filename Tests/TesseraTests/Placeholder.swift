@@ -1,0 +1,2 @@
+import XCTest
+final class TesseraTestsSmoke: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
