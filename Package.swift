@@ -35,9 +35,12 @@ let package = Package(
         .testTarget(name: "TesseraCoreTests", dependencies: ["TesseraCore", "TesseraHDF5"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TesseraHDF5Tests", dependencies: ["TesseraHDF5"]),
-        .testTarget(name: "TesseraConfigTests", dependencies: ["TesseraConfig"]),
-        .testTarget(name: "TesseraDataTests", dependencies: ["TesseraData"]),
-        .testTarget(name: "TesseraTests", dependencies: ["Tessera"]),
+        .testTarget(name: "TesseraConfigTests", dependencies: ["TesseraConfig"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "TesseraDataTests", dependencies: ["TesseraData", "TesseraHDF5"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "TesseraTests", dependencies: ["Tessera"],
+                    resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )
