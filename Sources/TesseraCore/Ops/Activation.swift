@@ -62,10 +62,11 @@ public func dropPath(_ x: Tensor, p: Float, training: Bool, rng: inout RandomGen
 func maskedScale(_ x: Tensor, _ m: Tensor) -> Tensor {
     let y = Tensor(shape: x.shape)
     for i in 0..<x.count { y.data[i] = x.data[i] * m.data[i] }
+    let sx = x.slot
     Autograd.record(y, [x]) { g in
-        guard let s = x.slot else { return }
-        let t = Tensor(shape: x.shape)
-        for i in 0..<x.count { t.data[i] = g.data[i] * m.data[i] }
+        guard let s = sx else { return }
+        let t = Tensor(shape: m.shape)
+        for i in 0..<m.count { t.data[i] = g.data[i] * m.data[i] }
         s.accumulate(t, owned: true)
     }
     return y

@@ -116,26 +116,28 @@ func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp, _ name: StaticString) -> T
             yp[i] = apply(ap[ia], bp[ib])
         }
     }
+    if op != .mul {
+        // Addition keeps only the gradient slots alive, not the operands' values.
+        let sa = a.slot, sb = b.slot
+        Autograd.record(y, [a, b]) { g in
+            if let sa { reduceBroadcast(g, to: sa, kind: ka, out: outShape) }
+            if let sb { reduceBroadcast(g, to: sb, kind: kb, out: outShape, scale: op == .sub ? -1 : 1) }
+        }
+        return y
+    }
+    // d a = g ⊙ b and d b = g ⊙ a: each operand's values are kept only if the other needs a gradient.
+    let sa = a.slot, sb = b.slot
+    let keptA = sb != nil ? a : nil, keptB = sa != nil ? b : nil
     Autograd.record(y, [a, b]) { g in
-        switch op {
-        case .add:
-            if let s = a.slot { reduceBroadcast(g, to: s, kind: ka, out: outShape) }
-            if let s = b.slot { reduceBroadcast(g, to: s, kind: kb, out: outShape) }
-        case .sub:
-            if let s = a.slot { reduceBroadcast(g, to: s, kind: ka, out: outShape) }
-            if let s = b.slot { reduceBroadcast(g, to: s, kind: kb, out: outShape, scale: -1) }
-        case .mul:
-            // d a = g ⊙ b (broadcast), d b = g ⊙ a
-            if let s = a.slot {
-                let t = Tensor(shape: outShape)
-                fillProduct(t, g, b, kb, outShape)
-                reduceBroadcast(t, to: s, kind: ka, out: outShape)
-            }
-            if let s = b.slot {
-                let t = Tensor(shape: outShape)
-                fillProduct(t, g, a, ka, outShape)
-                reduceBroadcast(t, to: s, kind: kb, out: outShape)
-            }
+        if let sa, let keptB {
+            let t = Tensor(shape: outShape)
+            fillProduct(t, g, keptB, kb, outShape)
+            reduceBroadcast(t, to: sa, kind: ka, out: outShape)
+        }
+        if let sb, let keptA {
+            let t = Tensor(shape: outShape)
+            fillProduct(t, g, keptA, ka, outShape)
+            reduceBroadcast(t, to: sb, kind: kb, out: outShape)
         }
     }
     return y
@@ -165,8 +167,9 @@ public func affine(_ x: Tensor, scale alpha: Float, shift beta: Float = 0) -> Te
     let y = Tensor(shape: x.shape)
     let xp = x.data, yp = y.data
     Parallel.forRange(x.count, minCost: 1 << 17) { r in for i in r { yp[i] = alpha * xp[i] + beta } }
+    let sx = x.slot
     Autograd.record(y, [x]) { g in
-        guard let s = x.slot else { return }
+        guard let s = sx else { return }
         let (d, b) = s.target()
         let gp = g.data, dp = d.data
         Parallel.forRange(g.count, minCost: 1 << 17) { r in
@@ -193,8 +196,9 @@ public func expand(_ x: Tensor, to shape: [Int]) -> Tensor {
     case .suffix(let m): for r in 0..<(y.count / m) { (y.data + r * m).update(from: x.data, count: m) }
     case .general(let s): for i in 0..<y.count { y.data[i] = x.data[generalOffset(i, shape, s)] }
     }
+    let sx = x.slot
     Autograd.record(y, [x]) { g in
-        if let s = x.slot { reduceBroadcast(g, to: s, kind: k, out: shape) }
+        if let s = sx { reduceBroadcast(g, to: s, kind: k, out: shape) }
     }
     return y
 }

@@ -11,9 +11,9 @@ extension Tensor {
         }
         precondition(s.reduce(1, *) == count, "tessera: reshape: \(shape) has \(count) elements, \(newShape) needs \(s.reduce(1, *))")
         let y = Tensor(shape: s, storage: storage, offset: offset)
-        let src = self
-        Autograd.record(y, [src]) { g in
-            src.slot?.accumulate(g.view(src.shape), owned: true)
+        let ss = slot, srcShape = shape
+        Autograd.record(y, [self]) { g in
+            ss?.accumulate(g.view(srcShape), owned: true)
         }
         return y
     }
@@ -25,10 +25,10 @@ extension Tensor {
         let y = Tensor(shape: outShape)
         permuteCopy(src: data, srcShape: shape, perm: perm, dst: y.data)
         let inv = (0..<rank).map { perm.firstIndex(of: $0)! }
-        let src = self
-        Autograd.record(y, [src]) { g in
-            guard let s = src.slot else { return }
-            let t = Tensor(shape: src.shape)
+        let ss = slot, srcShape = shape
+        Autograd.record(y, [self]) { g in
+            guard let s = ss else { return }
+            let t = Tensor(shape: srcShape)
             permuteCopy(src: g.data, srcShape: outShape, perm: inv, dst: t.data)
             s.accumulate(t, owned: true)
         }
@@ -96,11 +96,12 @@ public func concat(_ xs: [Tensor], axis a: Int) -> Tensor {
         for o in 0..<outer { (y.data + o * total * inner + start * inner).update(from: x.data + o * w, count: w) }
         start += x.shape[axis]
     }
+    let parts = xs.map { ($0.slot, $0.shape) }
     Autograd.record(y, xs) { g in
-        for (x, s0) in zip(xs, starts) {
-            guard let s = x.slot else { continue }
-            let w = x.shape[axis] * inner
-            let t = Tensor(shape: x.shape)
+        for ((slot, shape), s0) in zip(parts, starts) {
+            guard let s = slot else { continue }
+            let w = shape[axis] * inner
+            let t = Tensor(shape: shape)
             for o in 0..<outer { (t.data + o * w).update(from: g.data + o * total * inner + s0 * inner, count: w) }
             s.accumulate(t, owned: true)
         }
@@ -119,8 +120,9 @@ public func slice(_ x: Tensor, axis a: Int, start: Int, length: Int) -> Tensor {
     let y = Tensor(shape: outShape)
     let w = length * inner
     for o in 0..<outer { (y.data + o * w).update(from: x.data + o * n * inner + start * inner, count: w) }
+    let sx = x.slot
     Autograd.record(y, [x]) { g in
-        guard let s = x.slot else { return }
+        guard let s = sx else { return }
         let d = s.buffer()
         for o in 0..<outer {
             let dp = d.data + o * n * inner + start * inner, gp = g.data + o * w
@@ -151,8 +153,9 @@ public func gatherTokens(_ x: Tensor, _ index: [Int], count k: Int) -> Tensor {
             (y.data + (i * k + j) * d).update(from: x.data + (i * l + src) * d, count: d)
         }
     }
+    let sx = x.slot
     Autograd.record(y, [x]) { g in
-        guard let s = x.slot else { return }
+        guard let s = sx else { return }
         let dx = s.buffer()
         for i in 0..<b {
             for j in 0..<k {
@@ -180,15 +183,16 @@ public func scatterTokens(_ src: Tensor, _ index: [Int], length l: Int, base: Te
             (y.data + (i * l + dst) * d).update(from: src.data + (i * k + j) * d, count: d)
         }
     }
+    let ss = src.slot, srcShape = src.shape, sb = base?.slot
     Autograd.record(y, [src, base]) { g in
-        if let s = src.slot {
-            let t = Tensor(shape: src.shape)
+        if let s = ss {
+            let t = Tensor(shape: srcShape)
             for i in 0..<b { for j in 0..<k {
                 (t.data + (i * k + j) * d).update(from: g.data + (i * l + index[i * k + j]) * d, count: d)
             } }
             s.accumulate(t, owned: true)
         }
-        if let base, let s = base.slot {
+        if let s = sb {
             let t = g.clone()
             for r in 0..<(b * l) where written[r] { (t.data + r * d).initialize(repeating: 0, count: d) }
             s.accumulate(t, owned: true)
@@ -204,8 +208,9 @@ public func sum(_ x: Tensor) -> Tensor {
     var acc: Double = 0
     for i in 0..<x.count { acc += Double(x.data[i]) }
     let y = Tensor.scalar(Float(acc))
+    let sx = x.slot
     Autograd.record(y, [x]) { g in
-        guard let s = x.slot else { return }
+        guard let s = sx else { return }
         let (d, beta) = s.target()
         let v = g.data[0]
         if beta == 0 { d.data.initialize(repeating: v, count: d.count) } else { for i in 0..<d.count { d.data[i] += v } }
@@ -230,8 +235,9 @@ public func sum(_ x: Tensor, axis a: Int, keepDim: Bool = false) -> Tensor {
             for c in 0..<inner { yp[c] += xp[c] }
         }
     }
+    let sx = x.slot
     Autograd.record(y, [x]) { g in
-        guard let s = x.slot else { return }
+        guard let s = sx else { return }
         let d = s.buffer()
         for o in 0..<outer {
             let gp = g.data + o * inner

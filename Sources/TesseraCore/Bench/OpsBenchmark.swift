@@ -1,0 +1,157 @@
+import Foundation
+
+/// `tessera bench ops`: throughput of linear, attention and a whole ViT block (forward + backward)
+/// beside plain SGEMM on the same GEMM shapes, all measured in one run.
+public enum OpsBenchmark {
+    public struct Shape: Sendable {
+        public var batch = 128, tokens = 65, width = 192, heads = 3, mlpRatio = 4
+        public init() {}
+    }
+
+    /// Seconds per call: the median of `reps` timed calls after two warm-up calls.
+    static func time(_ reps: Int, _ body: () -> Void) -> Double {
+        body(); body()
+        var ts: [Double] = []
+        for _ in 0..<reps {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            ts.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+        }
+        ts.sort()
+        return ts[ts.count / 2]
+    }
+
+    /// One GEMM of the model: C[m,n] = op(A)[m,k]·op(B)[k,n], repeated `count` times (e.g. per head).
+    struct Gemm { let m, n, k: Int; let ta, tb: Bool; let count: Int }
+
+    /// The GEMMs of a Linear(in → out) over n rows, forward and backward (dX and dW).
+    static func linearGemms(rows n: Int, inF: Int, outF: Int) -> [Gemm] {
+        [Gemm(m: n, n: outF, k: inF, ta: false, tb: true, count: 1),      // y = x·Wᵀ
+         Gemm(m: n, n: inF, k: outF, ta: false, tb: false, count: 1),     // dx = g·W
+         Gemm(m: outF, n: inF, k: n, ta: true, tb: false, count: 1)]      // dW = gᵀ·x
+    }
+
+    /// The per-(sample, head) GEMMs of attention, forward (2) and backward (4).
+    static func attentionGemms(_ s: Shape) -> [Gemm] {
+        let l = s.tokens, hd = s.width / s.heads, c = s.batch * s.heads
+        return [Gemm(m: l, n: l, k: hd, ta: false, tb: true, count: c), Gemm(m: l, n: hd, k: l, ta: false, tb: false, count: c),
+                Gemm(m: l, n: l, k: hd, ta: false, tb: true, count: c), Gemm(m: l, n: hd, k: l, ta: true, tb: false, count: c),
+                Gemm(m: l, n: hd, k: l, ta: false, tb: false, count: c), Gemm(m: l, n: hd, k: l, ta: true, tb: false, count: c)]
+    }
+
+    static func flops(_ gs: [Gemm]) -> Double { gs.reduce(0) { $0 + 2 * Double($1.m * $1.n * $1.k * $1.count) } }
+
+    /// Runs the GEMMs the way the ops do: large ones split over the pool, per-head ones one per task.
+    static func runGemms(_ gs: [Gemm], _ buf: (a: Tensor, b: Tensor, c: Tensor)) {
+        for g in gs {
+            let lda = g.ta ? g.m : g.k, ldb = g.tb ? g.k : g.n
+            if g.count == 1 {
+                BLAS.gemm(transA: g.ta, transB: g.tb, m: g.m, n: g.n, k: g.k, a: buf.a.data, lda: lda, b: buf.b.data, ldb: ldb,
+                          c: buf.c.data, ldc: g.n)
+            } else {
+                let sa = g.m * g.k, sb = g.k * g.n, sc = g.m * g.n
+                Parallel.forRange(g.count, costPerItem: 2 * g.m * g.n * g.k, minCost: 1 << 18) { r in
+                    for i in r {
+                        BLAS.gemm(transA: g.ta, transB: g.tb, m: g.m, n: g.n, k: g.k, a: buf.a.data + i * sa, lda: lda,
+                                  b: buf.b.data + i * sb, ldb: ldb, c: buf.c.data + i * sc, ldc: g.n, parallel: false)
+                    }
+                }
+            }
+        }
+    }
+
+    static func buffers(_ gs: [Gemm]) -> (a: Tensor, b: Tensor, c: Tensor) {
+        var rng = RandomGenerator(seed: 1)
+        let na = gs.map { $0.m * $0.k * $0.count }.max()!, nb = gs.map { $0.k * $0.n * $0.count }.max()!
+        let nc = gs.map { $0.m * $0.n * $0.count }.max()!
+        return (Tensor.randn([na], rng: &rng), Tensor.randn([nb], rng: &rng), Tensor.zeros([nc]))
+    }
+
+    public struct Row {
+        public let name: String
+        public let flops: Double
+        public let seconds: Double
+        public let sgemmSeconds: Double
+        public var gflops: Double { flops / seconds * 1e-9 }
+        public var sgemmGflops: Double { flops / sgemmSeconds * 1e-9 }
+        public var ratio: Double { sgemmSeconds / seconds }
+    }
+
+    /// Measures every row; `reps` timed repetitions each.
+    public static func run(_ s: Shape = Shape(), reps: Int = 10) -> (rows: [Row], activationBytes: Int, blockParamsBytes: Int) {
+        let n = s.batch * s.tokens, d = s.width, hidden = d * s.mlpRatio
+        var rng = RandomGenerator(seed: 0)
+        var rows: [Row] = []
+
+        // Linear D → 4D, forward + backward.
+        do {
+            let gs = linearGemms(rows: n, inF: d, outF: hidden)
+            let bufs = buffers(gs)
+            let base = time(reps) { runGemms(gs, bufs) }
+            let lin = Linear(d, hidden)
+            lin.initXavier(rng: &rng)
+            let x = Tensor.randn([s.batch, s.tokens, d], rng: &rng).requiringGrad()
+            let t = time(reps) {
+                let y = lin(x)
+                y.backward(Tensor.full(y.shape, 1e-3))
+                lin.zeroGrad(); x.grad = nil
+            }
+            rows.append(Row(name: "linear \(d)→\(hidden) fwd+bwd", flops: flops(gs), seconds: t, sgemmSeconds: base))
+        }
+        // Attention over a fused qkv, forward + backward.
+        do {
+            let gs = attentionGemms(s)
+            let bufs = buffers(gs)
+            let base = time(reps) { runGemms(gs, bufs) }
+            let qkv = Tensor.randn([s.batch, s.tokens, 3 * d], rng: &rng).requiringGrad()
+            let t = time(reps) {
+                let y = selfAttention(qkv: qkv, heads: s.heads)
+                y.backward(Tensor.full(y.shape, 1e-3))
+                qkv.grad = nil
+            }
+            rows.append(Row(name: "attention \(s.heads)×\(s.tokens)×\(d / s.heads) fwd+bwd", flops: flops(gs), seconds: t, sgemmSeconds: base))
+        }
+        // Whole block.
+        var activation = 0, paramBytes = 0
+        do {
+            let gs = linearGemms(rows: n, inF: d, outF: 3 * d) + linearGemms(rows: n, inF: d, outF: d)
+                + linearGemms(rows: n, inF: d, outF: hidden) + linearGemms(rows: n, inF: hidden, outF: d) + attentionGemms(s)
+            let bufs = buffers(gs)
+            let base = time(reps) { runGemms(gs, bufs) }
+            let block = Block(dim: d, heads: s.heads, layout: .fused)
+            for (_, p) in block.namedParameters() where p.rank == 2 { Init.xavierUniform(p, rng: &rng) }
+            paramBytes = block.parameterCount * 4
+            let ctx = Context(training: true)
+            let x = Tensor.randn([s.batch, s.tokens, d], rng: &rng).requiringGrad()
+            let t = time(reps) {
+                let y = block(x, ctx: ctx)
+                y.backward(Tensor.full(y.shape, 1e-3))
+                block.zeroGrad(); x.grad = nil
+            }
+            // Activation memory: what the forward pass leaves alive for backward (output included).
+            let before = BufferPool.shared.liveBytes
+            let y = block(x, ctx: ctx)
+            activation = BufferPool.shared.liveBytes - before
+            y.backward(Tensor.full(y.shape, 1e-3))
+            block.zeroGrad(); x.grad = nil
+            rows.append(Row(name: "ViT block (fused qkv) fwd+bwd", flops: flops(gs), seconds: t, sgemmSeconds: base))
+        }
+        return (rows, activation, paramBytes)
+    }
+
+    /// The benchmark as a markdown table.
+    public static func report(_ s: Shape = Shape(), reps: Int = 10, torchActivationBytes: Int? = nil) -> String {
+        let (rows, act, _) = run(s, reps: reps)
+        var out = "ViT shapes: batch \(s.batch), \(s.tokens) tokens, width \(s.width), \(s.heads) heads; \(Parallel.threads) threads\n\n"
+        out += "| op | GFLOP | ms | GFLOP/s | SGEMM same shapes GFLOP/s | ratio |\n|---|---:|---:|---:|---:|---:|\n"
+        for r in rows {
+            out += String(format: "| %@ | %.2f | %.2f | %.1f | %.1f | %.0f%% |\n", r.name, r.flops * 1e-9, r.seconds * 1e3,
+                          r.gflops, r.sgemmGflops, r.ratio * 100)
+        }
+        out += String(format: "\nViT block activation memory (forward, kept for backward, output included): %.1f MiB", Double(act) / 1048576)
+        if let torchActivationBytes {
+            out += String(format: "; PyTorch eager, same block: %.1f MiB", Double(torchActivationBytes) / 1048576)
+        }
+        return out + "\n"
+    }
+}

@@ -1,0 +1,127 @@
+/// Attention and pre-LN transformer blocks in the three parameter layouts of spec §1.3.
+
+public enum AttentionLayout: String, Sendable {
+    /// `attn.qkv` Linear(D → 3D) with bias (timm; MAE, SemAIM encoder).
+    case fused
+    /// `attn.q`, `attn.k`, `attn.v`, each Linear(D → D) with bias (SAIM, AIM query blocks).
+    case split
+    /// `attn.qkv.weight` without bias plus `attn.q_bias`, `attn.v_bias`; k has no bias (BEiT; MAE-priv, CAE).
+    case beit
+}
+
+public final class Attention: Module {
+    public let layout: AttentionLayout
+    public let heads: Int
+    public let dim: Int
+    public var qkv: Linear?
+    public var q: Linear?, k: Linear?, v: Linear?
+    public var qBias: Tensor?, vBias: Tensor?
+    public let proj: Linear
+
+    public init(dim: Int, heads: Int, layout: AttentionLayout, qkvBias: Bool = true) {
+        precondition(dim % heads == 0, "tessera: attention width \(dim) is not divisible by \(heads) heads")
+        self.layout = layout
+        self.heads = heads
+        self.dim = dim
+        proj = Linear(dim, dim)
+        super.init()
+        switch layout {
+        case .fused:
+            qkv = child("qkv", Linear(dim, 3 * dim, bias: qkvBias))
+        case .split:
+            q = child("q", Linear(dim, dim, bias: qkvBias))
+            k = child("k", Linear(dim, dim, bias: qkvBias))
+            v = child("v", Linear(dim, dim, bias: qkvBias))
+        case .beit:
+            qkv = child("qkv", Linear(dim, 3 * dim, bias: false))
+            if qkvBias {
+                qBias = parameter("q_bias", Tensor.zeros([dim]))
+                vBias = parameter("v_bias", Tensor.zeros([dim]))
+            }
+        }
+        child("proj", proj)
+    }
+
+    /// The BEiT qkv bias [q_bias, 0, v_bias].
+    private func beitBias() -> Tensor? {
+        guard let qBias, let vBias else { return nil }
+        return concat([qBias, Tensor.zeros([dim]), vBias], axis: 0)
+    }
+
+    /// Self-attention over x [B, L, D] with an optional additive mask [B, L, L] or [L, L].
+    public func callAsFunction(_ x: Tensor, mask: Tensor? = nil) -> Tensor {
+        switch layout {
+        case .fused:
+            return proj(selfAttention(qkv: qkv!(x), heads: heads, mask: mask))
+        case .beit:
+            return proj(selfAttention(qkv: linear(x, qkv!.weight, beitBias()), heads: heads, mask: mask))
+        case .split:
+            return proj(attention(q: q!(x), k: k!(x), v: v!(x), heads: heads, mask: mask))
+        }
+    }
+
+    /// Cross-attention: queries from xq [B, Lq, D], keys and values from xkv [B, Lk, D].
+    public func cross(_ xq: Tensor, _ xkv: Tensor, mask: Tensor? = nil) -> Tensor {
+        switch layout {
+        case .split:
+            return proj(attention(q: q!(xq), k: k!(xkv), v: v!(xkv), heads: heads, mask: mask))
+        case .fused, .beit:
+            // Slice the fused weight into its q and kv parts.
+            let w = qkv!.weight
+            let bias = layout == .fused ? qkv!.bias : beitBias()
+            let wq = slice(w, axis: 0, start: 0, length: dim), wkv = slice(w, axis: 0, start: dim, length: 2 * dim)
+            let bq = bias.map { slice($0, axis: 0, start: 0, length: dim) }
+            let bkv = bias.map { slice($0, axis: 0, start: dim, length: 2 * dim) }
+            let qx = linear(xq, wq, bq)
+            let kv = split(linear(xkv, wkv, bkv), axis: -1, sizes: [dim, dim])
+            return proj(attention(q: qx, k: kv[0], v: kv[1], heads: heads, mask: mask))
+        }
+    }
+}
+
+/// Pre-LN block: x + DropPath(γ1 ⊙ Attn(LN1(x))), then x + DropPath(γ2 ⊙ MLP(LN2(x))).
+public final class Block: Module {
+    public let norm1: LayerNorm
+    public let attn: Attention
+    public let norm2: LayerNorm
+    public let mlp: Mlp
+    public let gamma1: Tensor?, gamma2: Tensor?
+    public var dropPath: Float
+
+    public init(dim: Int, heads: Int, mlpRatio: Float = 4, layout: AttentionLayout, qkvBias: Bool = true,
+                layerScale: Float = 0, dropPath: Float = 0) {
+        norm1 = LayerNorm(dim)
+        attn = Attention(dim: dim, heads: heads, layout: layout, qkvBias: qkvBias)
+        norm2 = LayerNorm(dim)
+        mlp = Mlp(dim, hidden: Int(Float(dim) * mlpRatio))
+        gamma1 = layerScale > 0 ? Tensor.full([dim], layerScale) : nil
+        gamma2 = layerScale > 0 ? Tensor.full([dim], layerScale) : nil
+        self.dropPath = dropPath
+        super.init()
+        child("norm1", norm1)
+        child("attn", attn)
+        child("norm2", norm2)
+        child("mlp", mlp)
+        if let gamma1 { parameter("gamma_1", gamma1) }
+        if let gamma2 { parameter("gamma_2", gamma2) }
+    }
+
+    private func residual(_ x: Tensor, _ branch: Tensor, _ gamma: Tensor?, _ ctx: Context) -> Tensor {
+        var y = branch
+        if let gamma { y = y * gamma }
+        if dropPath > 0 && ctx.training { y = TesseraCore.dropPath(y, p: dropPath, training: true, rng: &ctx.rng) }
+        return x + y
+    }
+
+    /// Self-attention block over x [B, L, D].
+    public func callAsFunction(_ x: Tensor, mask: Tensor? = nil, ctx: Context) -> Tensor {
+        let h = residual(x, attn(norm1(x), mask: mask), gamma1, ctx)
+        return residual(h, mlp(norm2(h)), gamma2, ctx)
+    }
+
+    /// Cross-attention block (SAIM query stream): g attends to h; the same norm1 normalises both.
+    public func cross(_ g: Tensor, _ h: Tensor, mask: Tensor? = nil, ctx: Context) -> Tensor {
+        let y = residual(g, attn.cross(norm1(g), norm1(h), mask: mask), gamma1, ctx)
+        return residual(y, mlp(norm2(y)), gamma2, ctx)
+    }
+}
