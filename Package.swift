@@ -40,7 +40,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TesseraDataTests", dependencies: ["TesseraData", "TesseraHDF5"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "TesseraTests", dependencies: ["Tessera"],
+        .testTarget(name: "TesseraTests", dependencies: ["Tessera", "TesseraCore", "TesseraHDF5", "TesseraConfig", "TesseraData"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

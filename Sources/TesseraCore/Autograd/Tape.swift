@@ -72,7 +72,7 @@ public enum Autograd {
     /// Makes `out` part of the graph when any input requires a gradient and records its backward step.
     /// The closure receives the gradient of `out` and accumulates into the inputs' slots.
     @inline(__always)
-    static func record(_ out: Tensor, _ inputs: [Tensor?], _ backward: @escaping (Tensor) -> Void) {
+    public static func record(_ out: Tensor, _ inputs: [Tensor?], _ backward: @escaping (Tensor) -> Void) {
         guard enabled else { return }
         var any = false
         for t in inputs where t?.slot != nil { any = true; break }
@@ -84,7 +84,7 @@ public enum Autograd {
 
     /// True when the op should record (cheap check before building saved state).
     @inline(__always)
-    static func needsGrad(_ inputs: Tensor?...) -> Bool {
+    public static func needsGrad(_ inputs: Tensor?...) -> Bool {
         guard enabled else { return false }
         for t in inputs where t?.slot != nil { return true }
         return false

@@ -106,7 +106,7 @@ public final class Tensor: @unchecked Sendable, CustomStringConvertible {
 
 /// Fails with a message naming both shapes when they differ.
 @inline(__always)
-func checkShapes(_ a: [Int], _ b: [Int], _ op: StaticString) {
+public func checkShapes(_ a: [Int], _ b: [Int], _ op: StaticString) {
     precondition(a == b, "tessera: \(op): shape \(a) does not match \(b)")
 }
 

@@ -40,6 +40,14 @@ open class Module {
         return m
     }
 
+    /// Registers `m`'s parameters, buffers and children directly under this module (no name prefix),
+    /// for models whose checkpoints keep the encoder's names at the top level (MAE, SAIM).
+    public func inline(_ m: Module) {
+        parameterList += m.parameterList
+        bufferList += m.bufferList
+        childList += m.childList
+    }
+
     /// Every parameter under this module, depth first, with dotted names.
     public func namedParameters(prefix: String = "") -> [(name: String, tensor: Tensor)] {
         var out: [(name: String, tensor: Tensor)] = []

@@ -1,1 +1,0 @@
-// Tessera module

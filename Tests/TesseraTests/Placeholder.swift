@@ -1,2 +1,0 @@
-import XCTest
-final class TesseraTestsSmoke: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
