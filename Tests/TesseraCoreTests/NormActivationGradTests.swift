@@ -1,0 +1,129 @@
+import Foundation
+import XCTest
+import TesseraCore
+
+/// Gradient checks for layerNorm, batchNorm1d, l2Normalize, gelu, softmax, dropout and dropPath.
+final class NormActivationGradTests: XCTestCase {
+    func testLayerNorm() {
+        let x = randn([2, 3, 6], seed: 1)
+        let w = uniform([6], seed: 2, lo: 0.5, hi: 1.5), b = randn([6], seed: 3)
+        gradCheck(inputs: [x, w, b], label: "affine") { v in layerNorm(v[0], weight: v[1], bias: v[2]) }
+        gradCheck(inputs: [x, w], label: "weight only") { v in layerNorm(v[0], weight: v[1], bias: nil) }
+        gradCheck(inputs: [x, b], label: "bias only") { v in layerNorm(v[0], weight: nil, bias: v[1]) }
+        gradCheck(inputs: [x], label: "no affine") { v in layerNorm(v[0], weight: nil, bias: nil) }
+        // Many rows, so the backward's per-thread partial sums for w and b are exercised.
+        gradCheck(inputs: [randn([37, 4], seed: 4), uniform([6], seed: 18, lo: 0.5, hi: 1.5), randn([6], seed: 19)], label: "37 rows") { v in
+            layerNorm(linear(v[0], randn([6, 4], seed: 5)), weight: v[1], bias: v[2])
+        }
+    }
+
+    func testLayerNormForward() {
+        let y = layerNorm(Tensor([1, 2, 3, 4], shape: [1, 4]), weight: Tensor([1, 1, 2, 2], shape: [4]),
+                          bias: Tensor([0, 0, 0, 1], shape: [4]), eps: 0)
+        // mean 2.5, var 1.25
+        let s = 1 / Float(1.25).squareRoot()
+        assertClose(y.array, [-1.5 * s, -0.5 * s, 2 * 0.5 * s, 2 * 1.5 * s + 1], tol: 1e-6, "layerNorm values")
+    }
+
+    func testBatchNorm1dTraining() {
+        let rm = Tensor.zeros([4]), rv = Tensor.full([4], 1)
+        gradCheck(inputs: [randn([5, 4], seed: 6, std: 2)], label: "training") { v in
+            batchNorm1d(v[0], runningMean: rm, runningVar: rv, training: true)
+        }
+        // Running statistics: r ← 0.9 r + 0.1 batch, with the unbiased variance.
+        let x = Tensor([1, 10, 3, 20, 5, 60], shape: [3, 2])
+        let m = Tensor.zeros([2]), v = Tensor.full([2], 1)
+        let y = batchNorm1d(x, runningMean: m, runningVar: v, training: true, momentum: 0.1, eps: 0)
+        assertClose(m.array, [0.3, 3], tol: 1e-6, "running mean")
+        assertClose(v.array, [0.9 + 0.1 * 4, 0.9 + 0.1 * 700], tol: 1e-6, "running var")
+        let s0 = 1 / (Float(8) / 3).squareRoot()
+        assertClose([y[0], y[2], y[4]], [-2 * s0, 0, 2 * s0], tol: 1e-6, "normalised column 0")
+    }
+
+    func testBatchNorm1dEval() {
+        let rm = randn([4], seed: 7), rv = uniform([4], seed: 8, lo: 0.5, hi: 2)
+        gradCheck(inputs: [randn([5, 4], seed: 9)], label: "eval") { v in
+            batchNorm1d(v[0], runningMean: rm, runningVar: rv, training: false)
+        }
+        let y = batchNorm1d(Tensor([3, 3], shape: [1, 2]), runningMean: Tensor([1, 2], shape: [2]),
+                            runningVar: Tensor([4, 0.25], shape: [2]), training: false, eps: 0)
+        assertClose(y.array, [1, 2], tol: 1e-6, "eval values")
+    }
+
+    func testL2Normalize() {
+        gradCheck(inputs: [randn([3, 5], seed: 10)]) { v in l2Normalize(v[0]) }
+        gradCheck(inputs: [randn([2, 2, 4], seed: 11, std: 3)], label: "rank 3") { v in l2Normalize(v[0]) }
+        assertClose(l2Normalize(Tensor([3, 4], shape: [1, 2])).array, [0.6, 0.8], tol: 1e-7, "values")
+    }
+
+    func testGelu() {
+        gradCheck(inputs: [uniform([4, 10], seed: 12, lo: -4, hi: 4)]) { v in gelu(v[0]) }
+        // Exact (erf) GELU values: x·Φ(x).
+        let y = gelu(Tensor([-2, -0.5, 0, 1, 3], shape: [5]))
+        assertClose(y.array, [-0.045_500_26, -0.154_268_53, 0, 0.841_344_74, 2.995_950_2], tol: 1e-6, "gelu values")
+    }
+
+    func testSoftmax() {
+        gradCheck(inputs: [randn([3, 4, 5], seed: 13, std: 2)]) { v in softmax(v[0]) }
+        let p = softmax(Tensor([0, 0, Float(Foundation.log(3.0)), -.infinity], shape: [1, 4]))
+        assertClose(p.array, [0.2, 0.2, 0.6, 0], tol: 1e-6, "softmax values")
+    }
+
+    func testDropout() {
+        let p: Float = 0.3
+        let x = randn([4, 25], seed: 14)
+        gradCheck(inputs: [x]) { v in
+            var g = RandomGenerator(seed: 77)
+            return dropout(v[0], p: p, training: true, rng: &g)
+        }
+        // The gradient is the upstream gradient times the mask the forward used.
+        var g = RandomGenerator(seed: 77)
+        x.grad = nil
+        Autograd.reset()
+        let y = dropout(x, p: p, training: true, rng: &g)
+        let r = randn(y.shape, seed: 15)
+        y.backward(r)
+        let scale = 1 / (1 - p)
+        var dropped = 0
+        for i in 0..<x.count {
+            let m = y[i] / x[i]
+            XCTAssertTrue(y[i] == 0 || abs(m - scale) < 1e-5, "element \(i): factor \(m)")
+            if y[i] == 0 { dropped += 1 }
+            XCTAssertEqual(x.grad![i], r[i] * (y[i] == 0 ? 0 : scale), accuracy: 1e-6)
+        }
+        XCTAssertGreaterThan(dropped, 15)
+        XCTAssertLessThan(dropped, 45)
+        var g2 = RandomGenerator(seed: 1)
+        XCTAssertTrue(dropout(x, p: p, training: false, rng: &g2) === x)
+        XCTAssertEqual(g2.counter, 0)
+    }
+
+    func testDropPath() {
+        let p: Float = 0.5
+        let x = randn([8, 3, 2], seed: 16)
+        gradCheck(inputs: [x]) { v in
+            var g = RandomGenerator(seed: 78)
+            return dropPath(v[0], p: p, training: true, rng: &g)
+        }
+        var g = RandomGenerator(seed: 78)
+        x.grad = nil
+        Autograd.reset()
+        let y = dropPath(x, p: p, training: true, rng: &g)
+        let r = randn(y.shape, seed: 17)
+        y.backward(r)
+        var kept = 0
+        for s in 0..<8 {
+            let factor = y[s * 6] / x[s * 6]
+            XCTAssertTrue(factor == 0 || abs(factor - 2) < 1e-6, "sample \(s): factor \(factor)")
+            if factor != 0 { kept += 1 }
+            for i in (s * 6)..<(s * 6 + 6) {
+                XCTAssertEqual(y[i], x[i] * factor, accuracy: 1e-6, "sample \(s) shares one factor")
+                XCTAssertEqual(x.grad![i], r[i] * factor, accuracy: 1e-6)
+            }
+        }
+        XCTAssertGreaterThan(kept, 0)
+        XCTAssertLessThan(kept, 8)
+        var g2 = RandomGenerator(seed: 1)
+        XCTAssertTrue(dropPath(x, p: p, training: false, rng: &g2) === x)
+    }
+}

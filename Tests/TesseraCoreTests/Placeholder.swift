@@ -1,2 +1,0 @@
-import XCTest
-final class TesseraCoreTestsSmoke: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
