@@ -1,1 +1,0 @@
-// TesseraHDF5 module
