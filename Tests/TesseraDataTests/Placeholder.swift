@@ -1,2 +1,0 @@
-import XCTest
-final class TesseraDataTestsSmoke: XCTestCase { func testBuilds() { XCTAssertTrue(true) } }
