@@ -1,1 +1,0 @@
-// TesseraConfig module
