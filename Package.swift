@@ -35,7 +35,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "TesseraCoreTests", dependencies: ["TesseraCore", "TesseraHDF5"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "TesseraHDF5Tests", dependencies: ["TesseraHDF5"]),
+        .testTarget(name: "TesseraHDF5Tests", dependencies: ["TesseraHDF5"], exclude: ["Fixtures"]),
         .testTarget(name: "TesseraConfigTests", dependencies: ["TesseraConfig"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TesseraDataTests", dependencies: ["TesseraData", "TesseraHDF5"],

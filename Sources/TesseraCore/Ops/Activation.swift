@@ -10,7 +10,7 @@ public func gelu(_ x: Tensor) -> Tensor {
     Autograd.record(y, [x]) { g in
         guard let s = x.slot else { return }
         let (dx, beta) = s.target()
-        let gp = g.data, dp = dx.data
+        let gp = g.data, dp = dx.data, xp = x.data  // x is captured: its values stay alive until backward
         Parallel.forRange(x.count, costPerItem: 24, minCost: 1 << 16) { r in
             if beta == 0 { for i in r { dp[i] = gp[i] * Kernels.geluDerivative(xp[i]) } }
             else { for i in r { dp[i] += gp[i] * Kernels.geluDerivative(xp[i]) } }
@@ -27,9 +27,11 @@ public func softmax(_ x: Tensor) -> Tensor {
     Parallel.forRange(rows, costPerItem: n * 8, minCost: 1 << 16) { r in
         for i in r { Kernels.softmaxRow(yp + i * n, n) }
     }
+    let sx = x.slot
     Autograd.record(y, [x]) { g in
-        guard let s = x.slot else { return }
-        let t = Tensor(shape: x.shape)
+        guard let s = sx else { return }
+        let t = Tensor(shape: y.shape)
+        let yp = y.data
         for i in 0..<rows { Kernels.softmaxBackwardRow(yp + i * n, g.data + i * n, t.data + i * n, n) }
         s.accumulate(t, owned: true)
     }

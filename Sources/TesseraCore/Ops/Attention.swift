@@ -71,6 +71,8 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
     }
     let inputs: [Tensor?] = [q.tensor, k.tensor, v.tensor]
     Autograd.record(y, inputs) { g in
+        // Pointers are taken from the captured tensors here, so their storage is kept alive.
+        let qp = q.tensor.data, kp = k.tensor.data, vp = v.tensor.data, pp = probs.data
         let gp = g.data
         let dq = q.tensor.slot?.buffer(), dk = k.tensor.slot?.buffer(), dv = v.tensor.slot?.buffer()
         Parallel.forRange(b * h, costPerItem: 2 * cost, minCost: 1 << 18) { r in

@@ -65,8 +65,8 @@ public func depthwiseBlur(_ img: Tensor, kernel: Tensor) -> Tensor {
     let k = kernel.shape[0], pad = k / 2
     let planes = img.shape[0] * img.shape[1], hgt = img.shape[2], wid = img.shape[3]
     let y = Tensor(shape: img.shape)
-    let kp = kernel.data
     func correlate(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, flip: Bool, accumulate: Bool) {
+        let kp = kernel.data
         Parallel.forRange(planes, costPerItem: hgt * wid * k * k, minCost: 1 << 16) { r in
             for pl in r {
                 let sp = src + pl * hgt * wid, dp = dst + pl * hgt * wid

@@ -31,6 +31,8 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         }
     }
     Autograd.record(y, [x, weight, bias]) { g in
+        // Pointers are taken from the captured tensors here, so their storage is kept alive.
+        let xp = x.data, mp = mean.data, rp = rstd.data, wp = weight?.data
         let gp = g.data
         let needW = weight?.slot != nil || bias?.slot != nil
         // Per-thread partial sums for dw, db.
