@@ -79,6 +79,15 @@ final class ConvLossGradTests: XCTestCase {
         XCTAssertEqual(l.item, 2.5)
     }
 
+    func testMaskedPatchMSE() {
+        let pred = randn([2, 3, 4], seed: 17), target = randn([2, 3, 4], seed: 18)
+        gradCheck(inputs: [pred], label: "0/1 mask") { v in maskedPatchMSE(v[0], target, mask: [1, 0, 1, 1, 0, 0]) }
+        gradCheck(inputs: [pred], label: "weights") { v in maskedPatchMSE(v[0], target, mask: [0.5, 0, 2, 1, 0.25, 1]) }
+        // Patch means of the squared error (1 and 4), averaged over the two selected patches.
+        let l = maskedPatchMSE(Tensor([1, 1, 0, 0, 2, 2], shape: [1, 3, 2]), Tensor.zeros([1, 3, 2]), mask: [1, 0, 1])
+        XCTAssertEqual(l.item, 2.5, accuracy: 1e-6)
+    }
+
     func testL1Loss() {
         let pred = randn([3, 4], seed: 12)
         // Keep every |pred − target| well above eps so the kink is never crossed.
