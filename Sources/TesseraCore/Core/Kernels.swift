@@ -18,8 +18,11 @@ public enum Kernels {
         p = p * r + 1.666_666_55e-1
         p = p * r + 5.000_000_12e-1
         let y = p * r2 + r + 1
-        let scale = Float(bitPattern: UInt32(bitPattern: Int32(n) &+ 127) << 23)
-        return x0 < -87.3 ? 0 : y * scale
+        // 2^n as two factors: n reaches 128 for x above 88.38, where a single float factor overflows.
+        let n1 = Int32(n) >> 1, n2 = Int32(n) - n1
+        let scale1 = Float(bitPattern: UInt32(bitPattern: n1 &+ 127) << 23)
+        let scale2 = Float(bitPattern: UInt32(bitPattern: n2 &+ 127) << 23)
+        return x0 < -87.3 ? 0 : y * scale1 * scale2
     }
 
     /// erf(x), Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).

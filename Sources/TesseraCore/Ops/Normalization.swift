@@ -93,6 +93,7 @@ public func batchNorm1d(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, tr
     precondition(x.rank == 2, "tessera: batchNorm1d needs [N, D], got \(x.shape)")
     let (n, d) = (x.shape[0], x.shape[1])
     checkShapes(runningMean.shape, [d], "batchNorm1d running mean")
+    checkShapes(runningVar.shape, [d], "batchNorm1d running variance")
     let y = Tensor(shape: x.shape)
     let mean = Tensor.zeros([d]), rstd = Tensor(shape: [d])
     if training {

@@ -1,0 +1,39 @@
+import Foundation
+import XCTest
+import TesseraCore
+
+/// The scalar approximations inside the kernels against libm in Double.
+final class KernelAccuracyTests: XCTestCase {
+    func testExp() {
+        var worst = 0.0
+        var x: Float = -87
+        while x <= 88.7 {
+            let e = abs(Double(Kernels.exp(x)) / Foundation.exp(Double(x)) - 1)
+            worst = max(worst, e)
+            x += 0.0137
+        }
+        print(String(format: "KERNEL exp relative error on [-87, 88.7]: %.2e", worst))
+        XCTAssertLessThan(worst, 5e-7)
+        XCTAssertEqual(Kernels.exp(-.infinity), 0)
+        XCTAssertEqual(Kernels.exp(-100), 0)
+        XCTAssertEqual(Kernels.exp(0), 1)
+    }
+
+    func testErfAndGelu() {
+        var worstErf = 0.0, worstGelu = 0.0, worstDerivative = 0.0
+        var x: Float = -6
+        while x <= 6 {
+            let xd = Double(x)
+            worstErf = max(worstErf, abs(Double(Kernels.erf(x)) - Foundation.erf(xd)))
+            let cdf = 0.5 * (1 + Foundation.erf(xd / 2.0.squareRoot()))
+            worstGelu = max(worstGelu, abs(Double(Kernels.gelu(x)) - xd * cdf))
+            let pdf = Foundation.exp(-xd * xd / 2) / (2 * Double.pi).squareRoot()
+            worstDerivative = max(worstDerivative, abs(Double(Kernels.geluDerivative(x)) - (cdf + xd * pdf)))
+            x += 0.001
+        }
+        print(String(format: "KERNEL erf abs error %.2e, gelu %.2e, gelu' %.2e on [-6, 6]", worstErf, worstGelu, worstDerivative))
+        XCTAssertLessThan(worstErf, 1e-6)  // A&S 7.1.26 is 1.5e-7 in exact arithmetic; float32 adds a few ulp
+        XCTAssertLessThan(worstGelu, 1e-6)
+        XCTAssertLessThan(worstDerivative, 1e-6)
+    }
+}
