@@ -270,13 +270,10 @@ struct Inflater {
                 guard di < 30 else { throw InflateError("invalid DEFLATE stream: bad distance symbol") }
                 let distance = distBase[di] + r.read(distExtra[di])
                 guard distance <= out.count else { throw InflateError("invalid DEFLATE stream: distance too far back") }
+                // Byte by byte (the source may overlap the bytes being written); never through a
+                // slice of `out`, which would force a copy of the whole buffer.
                 let start = out.count - distance
-                if distance >= length {
-                    out.append(contentsOf: out[start..<(start + length)])
-                } else {
-                    // Overlapping copy: repeats the last `distance` bytes.
-                    for k in 0..<length { out.append(out[start + k]) }
-                }
+                for k in 0..<length { out.append(out[start + k]) }
             }
             if r.overrun > 8 { throw InflateError("DEFLATE stream is truncated") }
         }
