@@ -1,12 +1,101 @@
 import ArgumentParser
 import Foundation
+import Tessera
+import TesseraConfig
 import TesseraCore
+import TesseraData
+
+/// Prints one line to stderr and exits 1: every user-facing failure goes through here.
+func fail(_ error: Error) -> Never {
+    let text = String(describing: error)
+    FileHandle.standardError.write(((text.hasPrefix("tessera") ? "" : "tessera: ") + text + "\n").data(using: .utf8)!)
+    exit(1)
+}
 
 struct TesseraCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
-        abstract: "Self-supervised ViT pre-training (MAE, SAIM, SemAIM, CAE) and its evaluation protocols.",
-        subcommands: [Bench.self])
+        abstract: "Self-supervised ViT pre-training (MAE, MAE-priv; SAIM, SemAIM, CAE planned) and its evaluation protocols.",
+        subcommands: [Train.self, Step.self, List.self, Prepare.self, Bench.self, ConfigDoc.self])
+}
+
+struct ConfigOptions: ParsableArguments {
+    @Argument(help: "The experiment config (YAML).")
+    var config: String
+
+    @Option(name: .customLong("set"), help: "Override a key, e.g. --set optim.blr=1e-4 (repeatable).")
+    var overrides: [String] = []
+
+    func load(checkPaths: Bool = true) -> ExperimentSpec {
+        do { return try ConfigLoader.load(path: config, overrides: overrides, checkPaths: checkPaths) } catch { fail(error) }
+    }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the experiment a config describes.")
+    @OptionGroup var options: ConfigOptions
+    @Flag(help: "Resume from the run directory's checkpoint-last.h5 (the default with resume: auto).")
+    var resume = false
+
+    func run() throws {
+        var spec = options.load()
+        if resume { spec.resume = .auto }
+        do {
+            switch spec.task {
+            case .pretrain:
+                let runner = try PretrainRunner(spec: spec, overrides: options.overrides)
+                let s = try runner.train()
+                print(String(format: "done: %@ — final loss %.5f, %.0f images/s, data wait %.1f%%, %.0f s",
+                             s.runDir, s.finalLoss, s.imagesPerSecond, 100 * s.dataWaitShare, s.seconds))
+            default:
+                throw TrainingError(description: "tessera: task '\(spec.task.rawValue)' is not implemented yet (pretrain is)")
+            }
+        } catch { fail(error) }
+    }
+}
+
+struct Step: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "One forward and backward on a given batch; writes the loss and every gradient.")
+    @OptionGroup var options: ConfigOptions
+    @Option(name: .customLong("init"), help: "Weights: a Tessera checkpoint or a converted state dict (params/<name>).")
+    var weights: String
+    @Option(help: "HDF5 file with `images` [B,3,H,W] and optional `noise` [B,L].")
+    var batch: String
+    @Option(help: "Output HDF5 file (loss, grads/<name>).")
+    var out: String
+
+    func run() throws {
+        let spec = options.load(checkPaths: false)
+        do { try StepCommand.run(spec: spec, weights: weights, batch: batch, out: out) } catch { fail(error) }
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the registered methods, layouts, optimizers, schedules and data sets.")
+    func run() { print(Registry.listing(), terminator: "") }
+}
+
+struct ConfigDoc: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config-doc", abstract: "Print every config key with its default and meaning.")
+    func run() { print(ConfigSchema.markdown()) }
+}
+
+struct Prepare: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a data set as an ImageFolder tree of JPEGs.")
+    @Argument(help: "Data set: fashion-mnist.")
+    var dataset: String
+    @Option(help: "Output folder.")
+    var out: String
+    @Option(help: "Fashion-MNIST IDX folder.")
+    var root: String = FashionMNIST.defaultRoot
+
+    func run() throws {
+        guard dataset == "fashion-mnist" else { fail(ValidationError("unknown data set '\(dataset)'; choose fashion-mnist")) }
+        do {
+            let n = try prepareFashionMNIST(root: root, out: out)
+            print("wrote \(n) JPEGs under \(out)/train and \(out)/val")
+        } catch { fail(error) }
+    }
 }
 
 struct Bench: ParsableCommand {
@@ -51,4 +140,5 @@ func torchBlockActivationBytes(_ s: OpsBenchmark.Shape) -> Int? {
     return Int(out.trimmingCharacters(in: .whitespacesAndNewlines))
 }
 
+setvbuf(stdout, nil, _IOLBF, 0)
 TesseraCommand.main()

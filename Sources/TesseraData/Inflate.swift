@@ -270,10 +270,16 @@ struct Inflater {
                 guard di < 30 else { throw InflateError("invalid DEFLATE stream: bad distance symbol") }
                 let distance = distBase[di] + r.read(distExtra[di])
                 guard distance <= out.count else { throw InflateError("invalid DEFLATE stream: distance too far back") }
-                // Byte by byte (the source may overlap the bytes being written); never through a
-                // slice of `out`, which would force a copy of the whole buffer.
-                let start = out.count - distance
-                for k in 0..<length { out.append(out[start + k]) }
+                // Grow once, then copy forward byte by byte through a raw pointer (the source may
+                // overlap the bytes being written). Reading `out` by index while appending to it lets
+                // the optimizer turn the loop into append(contentsOf: slice), which copies the whole
+                // buffer on every match.
+                let start = out.count - distance, end = out.count
+                out.append(contentsOf: repeatElement(0, count: length))
+                out.withUnsafeMutableBufferPointer { buf in
+                    let b = buf.baseAddress!
+                    for k in 0..<length { b[end + k] = b[start + k] }
+                }
             }
             if r.overrun > 8 { throw InflateError("DEFLATE stream is truncated") }
         }

@@ -217,3 +217,49 @@ public final class LARS: Optimizer {
 }
 
 import Foundation
+
+/// MAE-priv's LARS (a timm copy, spec §7.2): with weight decay 0 (the shipped configs) it is momentum
+/// SGD whose buffer starts as the first gradient; otherwise every parameter's gradient is scaled by
+/// trust·‖p‖ / (‖g‖ + wd·‖p‖ + 1e-8) before the momentum step (the decay term itself has no effect
+/// in the original and is not added).
+public final class TimmLARS: Optimizer {
+    public let groups: [ParamGroup]
+    public var steps = 0
+    public let momentum: Float, trust: Float
+    let store = SlotStore()
+
+    public init(_ groups: [ParamGroup], momentum: Float = 0.9, trustCoefficient: Float = 0.001) {
+        self.groups = groups; self.momentum = momentum; trust = trustCoefficient
+    }
+
+    public func step(lr: Float, weightDecay wd: Float?) {
+        steps += 1
+        for g in groups {
+            let glr = lr * g.lrScale
+            let decay = wd ?? g.weightDecay
+            for (name, p) in g.params {
+                guard let grad = p.grad else { continue }
+                let n = p.count, pp = p.data, gp = grad.data
+                var q: Float = 1
+                if decay != 0 {
+                    var pn: Double = 0, gn: Double = 0
+                    for i in 0..<n { pn += Double(pp[i] * pp[i]); gn += Double(gp[i] * gp[i]) }
+                    let wn = Float(pn.squareRoot()), gnorm = Float(gn.squareRoot())
+                    if wn > 0 && gnorm > 0 { q = trust * wn / (gnorm + decay * wn + 1e-8) }
+                }
+                let (buf, fresh) = store.get(name + "/momentum_buffer", like: p)
+                let bp = buf.data
+                for i in 0..<n {
+                    let d = q * gp[i]
+                    bp[i] = fresh ? d : momentum * bp[i] + d
+                    pp[i] -= glr * bp[i]
+                }
+            }
+        }
+    }
+
+    public func stateTensors() -> [String: Tensor] { store.slots }
+    public func loadState(_ state: [String: Tensor]) throws {
+        try store.load(state, expected: groups, slotNames: ["momentum_buffer"])
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import TesseraCore
+import TesseraHDF5
+
+/// A training checkpoint in HDF5:
+/// - `params/<name>`: every parameter and buffer under its PyTorch name (spec §10);
+/// - `optimizer/<name>/<slot>`: optimizer state (exp_avg, exp_avg_sq, momentum_buffer, mu);
+/// - `config`: the resolved YAML; root attributes `format`, `epoch` (completed epochs), `step`
+///   (iterations done), `optimizer_steps`, `seed`, `method`, `version`.
+/// Files are written to a temporary name and renamed, so a half-written file never replaces a good one.
+public struct Checkpoint {
+    public static let format = "tessera-checkpoint-v1"
+    public var params: [String: Tensor]
+    public var optimizer: [String: Tensor] = [:]
+    public var epoch = 0
+    public var step = 0
+    public var optimizerSteps = 0
+    public var seed: UInt64 = 0
+    public var method = ""
+    public var config = ""
+
+    public init(params: [String: Tensor]) { self.params = params }
+
+    public func write(to path: String) throws {
+        try HDF5.writeAtomically(to: path) { f in
+            for (name, t) in params.sorted(by: { $0.key < $1.key }) {
+                try f.write("params/" + name, floats: UnsafePointer(t.data), shape: t.shape)
+            }
+            for (key, t) in optimizer.sorted(by: { $0.key < $1.key }) {
+                try f.write("optimizer/" + key, floats: UnsafePointer(t.data), shape: t.shape)
+            }
+            try f.write("config", string: config)
+            try f.setAttribute("format", Checkpoint.format)
+            try f.setAttribute("epoch", String(epoch))
+            try f.setAttribute("step", String(step))
+            try f.setAttribute("optimizer_steps", String(optimizerSteps))
+            try f.setAttribute("seed", String(seed))
+            try f.setAttribute("method", method)
+            try f.setAttribute("version", TesseraVersion.string)
+        }
+    }
+
+    /// Reads a Tessera checkpoint, or a converted PyTorch one (only `params/` is required).
+    public static func read(_ path: String) throws -> Checkpoint {
+        let f = try HDF5File(reading: path)
+        defer { f.close() }
+        func tensors(_ group: String) throws -> [String: Tensor] {
+            guard f.contains(group) else { return [:] }
+            var out: [String: Tensor] = [:]
+            for name in try f.datasetNames(under: group) {
+                let (v, shape) = try f.readFloats(name)
+                out[String(name.dropFirst(group.count + 1))] = Tensor(v, shape: shape)
+            }
+            return out
+        }
+        guard f.contains("params") else {
+            throw CheckpointError(description: "tessera: \(path): not a checkpoint (no 'params' group)")
+        }
+        var c = Checkpoint(params: try tensors("params"))
+        c.optimizer = try tensors("optimizer")
+        c.epoch = Int(try f.attribute("epoch") ?? "0") ?? 0
+        c.step = Int(try f.attribute("step") ?? "0") ?? 0
+        c.optimizerSteps = Int(try f.attribute("optimizer_steps") ?? "0") ?? 0
+        c.seed = UInt64(try f.attribute("seed") ?? "0") ?? 0
+        c.method = try f.attribute("method") ?? ""
+        c.config = f.contains("config") ? try f.readString("config") : ""
+        return c
+    }
+}
+
+public struct CheckpointError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+public enum TesseraVersion {
+    public static let string = "0.1.0"
+}
+
+/// Resizes the patch part of a position table [1, extra + s·s, D] to a t×t grid with bicubic
+/// interpolation (PyTorch's, A = −0.75, align_corners = False, border-clamped), keeping the
+/// `extra` leading (cls) rows, as `interpolate_pos_embed` in the MAE family does.
+public func interpolatePosEmbed(_ pos: Tensor, extraTokens: Int, newGrid t: Int) -> Tensor {
+    let d = pos.shape[2], n = pos.shape[1] - extraTokens
+    let s = Int(Double(n).squareRoot().rounded())
+    precondition(s * s == n, "tessera: position table with \(n) patch rows is not a square grid")
+    if s == t { return pos.clone() }
+    let out = Tensor(shape: [1, extraTokens + t * t, d])
+    out.data.update(from: pos.data, count: extraTokens * d)
+    func cubic(_ x: Double) -> [Double] {
+        let a = -0.75
+        func near(_ x: Double) -> Double { ((a + 2) * x - (a + 3)) * x * x + 1 }
+        func far(_ x: Double) -> Double { ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
+        return [far(x + 1), near(x), near(1 - x), far(2 - x)]
+    }
+    let scale = Double(s) / Double(t)
+    var taps: [(base: Int, w: [Double])] = []
+    for i in 0..<t {
+        let src = (Double(i) + 0.5) * scale - 0.5
+        let f = src.rounded(.down)
+        taps.append((Int(f), cubic(src - f)))
+    }
+    let src = pos.data + extraTokens * d, dst = out.data + extraTokens * d
+    for oy in 0..<t { for ox in 0..<t {
+        let (by, wy) = taps[oy], (bx, wx) = taps[ox]
+        for c in 0..<d {
+            var acc = 0.0
+            for u in 0..<4 {
+                let yy = min(max(by - 1 + u, 0), s - 1)
+                for v in 0..<4 {
+                    let xx = min(max(bx - 1 + v, 0), s - 1)
+                    acc += wy[u] * wx[v] * Double(src[(yy * s + xx) * d + c])
+                }
+            }
+            dst[(oy * t + ox) * d + c] = Float(acc)
+        }
+    } }
+    return out
+}
