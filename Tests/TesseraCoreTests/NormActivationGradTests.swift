@@ -17,6 +17,18 @@ final class NormActivationGradTests: XCTestCase {
         }
     }
 
+    func testGeluLinear() {
+        let h = uniform([2, 3, 8], seed: 21, lo: -3, hi: 3), w = randn([5, 8], seed: 22), b = randn([5], seed: 23)
+        gradCheck(inputs: [h, w, b], label: "bias") { v in geluLinear(v[0], v[1], v[2]) }
+        gradCheck(inputs: [h, w], label: "no bias") { v in geluLinear(v[0], v[1]) }
+        // The fused op equals its unfused composition.
+        let fused = geluLinear(h, w, b), plain = linear(gelu(h), w, b)
+        assertClose(fused.array, plain.array, tol: 1e-6, "geluLinear forward")
+        // Large enough for the parallel paths.
+        gradCheck(inputs: [randn([64, 96], seed: 24), randn([48, 96], seed: 25, std: 0.1), randn([48], seed: 26)],
+                  samples: 24, label: "large") { v in geluLinear(v[0], v[1], v[2]) }
+    }
+
     func testLayerNormForward() {
         let y = layerNorm(Tensor([1, 2, 3, 4], shape: [1, 4]), weight: Tensor([1, 1, 2, 2], shape: [4]),
                           bias: Tensor([0, 0, 0, 1], shape: [4]), eps: 0)

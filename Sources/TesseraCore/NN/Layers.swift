@@ -51,7 +51,8 @@ public final class Mlp: Module {
         child("fc2", fc2)
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { fc2(gelu(fc1(x))) }
+    /// fc2(GELU(fc1(x))), with GELU recomputed in backward instead of stored (see `geluLinear`).
+    public func callAsFunction(_ x: Tensor) -> Tensor { geluLinear(fc1(x), fc2.weight, fc2.bias) }
 }
 
 /// Conv2d(C → D, kernel = stride = p) flattened to tokens: `patch_embed.proj.{weight,bias}`.

@@ -7,7 +7,10 @@ public func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
     let n = x.count / inF
     let y = Tensor(shape: Array(x.shape.dropLast()) + [outF])
     if let b {
-        for i in 0..<n { (y.data + i * outF).update(from: b.data, count: outF) }
+        let yp = y.data, bp = b.data
+        Parallel.forRange(n, costPerItem: outF, minCost: 1 << 17) { r in
+            for i in r { (yp + i * outF).update(from: bp, count: outF) }
+        }
     }
     BLAS.gemm(transB: true, m: n, n: outF, k: inF, a: x.data, lda: inF, b: w.data, ldb: inF,
               beta: b == nil ? 0 : 1, c: y.data, ldc: outF)
