@@ -101,8 +101,11 @@ struct Prepare: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print benchmark tables.")
 
-    @Argument(help: "What to measure: ops.")
+    @Argument(help: "What to measure: ops (tensor core), data (JPEG decode + augment).")
     var what: String
+
+    @Option(help: "For `data`: a folder of JPEGs (default: ~500x375 images made from scikit-image photos).")
+    var images: String?
 
     @Option(help: "Timed repetitions per row.")
     var reps: Int = 10
@@ -116,8 +119,10 @@ struct Bench: ParsableCommand {
             var s = OpsBenchmark.Shape()
             s.batch = batch
             print(OpsBenchmark.report(s, reps: reps, torchActivationBytes: torchBlockActivationBytes(s)))
+        case "data":
+            print(benchmarkDecodeAugment(imageDir: images))
         default:
-            throw ValidationError("unknown benchmark '\(what)'; choose ops")
+            throw ValidationError("unknown benchmark '\(what)'; choose ops or data")
         }
     }
 }

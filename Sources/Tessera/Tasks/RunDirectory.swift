@@ -64,7 +64,7 @@ public final class RunDirectory {
     private func append(_ text: String, to name: String, handle: inout FileHandle?) {
         if handle == nil {
             let p = file(name)
-            if !FileManager.default.fileExists(atPath: p) { FileManager.default.createFile(atPath: p, contents: nil) }
+            if !FileManager.default.fileExists(atPath: p) { _ = FileManager.default.createFile(atPath: p, contents: nil) }
             handle = FileHandle(forWritingAtPath: p)
             handle?.seekToEndOfFile()
         }
