@@ -20,7 +20,8 @@ public final class GradSlot: @unchecked Sendable {
             grad = g.shape == shape ? g : g.view(shape)
         } else {
             let c = Tensor(shape: shape)
-            c.data.update(from: g.data, count: c.count)
+            let src = g.data, dst = c.data
+            Parallel.forRange(c.count, minCost: 1 << 18) { r in (dst + r.lowerBound).update(from: src + r.lowerBound, count: r.count) }
             grad = c
         }
     }

@@ -14,7 +14,8 @@ public final class Storage: @unchecked Sendable {
     /// A buffer with every element set to zero.
     public static func zeros(_ count: Int) -> Storage {
         let s = Storage(count: count)
-        s.ptr.initialize(repeating: 0, count: count)
+        let p = s.ptr
+        Parallel.forRange(count, minCost: 1 << 18) { r in (p + r.lowerBound).initialize(repeating: 0, count: r.count) }
         return s
     }
 

@@ -56,10 +56,10 @@ func generalOffset(_ i: Int, _ out: [Int], _ strides: [Int]) -> Int {
 }
 
 /// Sums `g` (output shape) down to an operand's shape, accumulating into its slot.
-func reduceBroadcast(_ g: Tensor, to slot: GradSlot, kind: BroadcastKind, out: [Int], scale: Float = 1) {
+func reduceBroadcast(_ g: Tensor, to slot: GradSlot, kind: BroadcastKind, out: [Int], scale: Float = 1, owned: Bool = false) {
     switch kind {
     case .same:
-        if scale == 1 { slot.accumulate(g, owned: false) } else {
+        if scale == 1 { slot.accumulate(g, owned: owned) } else {
             let (d, beta) = slot.target()
             let gp = g.data, dp = d.data
             Parallel.forRange(g.count, minCost: 1 << 17) { r in
@@ -120,8 +120,10 @@ func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp, _ name: StaticString) -> T
         // Addition keeps only the gradient slots alive, not the operands' values.
         let sa = a.slot, sb = b.slot
         Autograd.record(y, [a, b]) { g in
-            if let sa { reduceBroadcast(g, to: sa, kind: ka, out: outShape) }
+            // The output gradient belongs to this step: the second operand gets a copy (or a reduction),
+            // then the first adopts it without copying.
             if let sb { reduceBroadcast(g, to: sb, kind: kb, out: outShape, scale: op == .sub ? -1 : 1) }
+            if let sa { reduceBroadcast(g, to: sa, kind: ka, out: outShape, owned: true) }
         }
         return y
     }
