@@ -116,3 +116,36 @@ public func interpolatePosEmbed(_ pos: Tensor, extraTokens: Int, newGrid t: Int)
     } }
     return out
 }
+
+/// The position tables a checkpoint may carry: MAE's `pos_embed` and `decoder_pos_embed`, MAE-priv's
+/// `encoder.pos_embed` (its decoder table is `decoder_pos_embed` too).
+public let positionTableNames = ["pos_embed", "decoder_pos_embed", "encoder.pos_embed"]
+
+/// Resizes, in `state`, every position table whose row count differs from the same-named table of
+/// `model` to the model's grid (bicubic, spec §10), keeping the leading cls row when both have one.
+///
+/// Where it applies: loading weights into a model built for another image size (downstream `init`,
+/// `tessera step` weights). Exact resume does not adapt anything: a resumed run must be the same model,
+/// and a different grid is reported by the strict load as a mis-shaped `pos_embed`.
+/// Tables whose width differs, that are not `[1, extra + s², D]` with extra 0 or 1, or whose extra rows
+/// differ from the model's are left alone for `load(state:strict:)` to report.
+public func adaptPositionTables(_ state: inout [String: Tensor], to model: Module) {
+    var own: [String: Tensor] = [:]
+    for (name, t) in model.stateDict() where positionTableNames.contains(name) { own[name] = t }
+    for name in positionTableNames {
+        guard let src = state[name], let dst = own[name], src.rank == 3, dst.rank == 3,
+              src.shape[0] == 1, dst.shape[0] == 1, src.shape[2] == dst.shape[2], src.shape[1] != dst.shape[1],
+              let from = squareGrid(rows: src.shape[1]), let to = squareGrid(rows: dst.shape[1]),
+              from.extra == to.extra else { continue }
+        state[name] = interpolatePosEmbed(src, extraTokens: from.extra, newGrid: to.side)
+    }
+}
+
+/// Splits a position table's row count into extra (cls) rows, 0 or 1, and a square grid side.
+func squareGrid(rows: Int) -> (extra: Int, side: Int)? {
+    for extra in 0...1 where rows - extra > 0 {
+        let n = rows - extra, s = Int(Double(n).squareRoot().rounded())
+        if s * s == n { return (extra, s) }
+    }
+    return nil
+}

@@ -37,9 +37,10 @@ public final class PretrainRunner {
     }
 
     /// The model generator for iteration `it`: a pure function of (seed, it), so a resumed run draws
-    /// exactly what an uninterrupted one does.
+    /// exactly what an uninterrupted one does. `it` = −1 is the reconstruction pictures' generator (taken
+    /// by bit pattern: `UInt64(-1)` traps in checked builds).
     func modelRNG(_ it: Int) -> RandomGenerator {
-        RandomGenerator(seed: UInt64(spec.seed)).derived(0x4D4F_4445_4C, UInt64(it))
+        RandomGenerator(seed: UInt64(spec.seed)).derived(0x4D4F_4445_4C, UInt64(truncatingIfNeeded: it))
     }
 
     @discardableResult
@@ -74,10 +75,16 @@ public final class PretrainRunner {
             try opt.loadState(ck.optimizer)
             opt.steps = ck.optimizerSteps
             startEpoch = ck.epoch
+            // A fresh directory resumed from an explicit checkpoint still records its config and metadata.
+            if !FileManager.default.fileExists(atPath: run.file("config.yaml")) {
+                try run.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides)
+            }
             try run.truncateMetrics(toStep: ck.step)
             run.log("resumed from \(resumePath) at epoch \(ck.epoch) (iteration \(ck.step))", echo: echo)
         } else {
             try run.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides)
+            // A run killed before its first checkpoint starts again from step 0: drop its metric lines.
+            try run.truncateMetrics(toStep: 0)
         }
         run.log("\(spec.name): \(spec.model.method.rawValue) \(spec.model.arch.rawValue), \(model.parameterCount) parameters, "
                 + "\(dataset.count) images, \(iters) iterations per epoch; \(spec.summaryLine())", echo: echo)
@@ -94,6 +101,9 @@ public final class PretrainRunner {
             var gradNorm: Float = 0
             var lr = 0.0
             let batches = loader.epoch(epoch)
+            // As MAE's train_one_epoch: gradients left over from an incomplete accumulation group at the
+            // end of the previous epoch are dropped (a checkpoint does not hold them, so resume could not).
+            model.zeroGrad()
             var i = 0
             while let batch = batches.next() {
                 let it = epoch * iters + i
@@ -166,7 +176,7 @@ public final class PretrainRunner {
                 try ck.write(to: run.file("checkpoint-\(epoch + 1).h5"))
             }
             if spec.log.pictures, let sample = try? pictureBatch(loader: loader) {
-                try? Pictures.reconstructions(model: model, images: sample, rng: modelRNG(-1 &+ 0), to: run.file("reconstruction-\(epoch + 1).png"),
+                try? Pictures.reconstructions(model: model, images: sample, rng: modelRNG(-1), to: run.file("reconstruction-\(epoch + 1).png"),
                                               mean: spec.data.mean.map(Float.init), std: spec.data.std.map(Float.init))
             }
         }

@@ -12,8 +12,11 @@ public enum StepCommand {
         var rng = RandomGenerator(seed: UInt64(spec.seed))
         let model = try Registry.method(spec.model.method.rawValue).build(spec, &rng)
         let ck = try Checkpoint.read(weights)
+        // Weights for another image size: resize their position tables to this model's grid (spec §10).
+        var params = ck.params
+        adaptPositionTables(&params, to: model)
         // Fixed tables (pos embeds) may be absent from a converted state dict; everything trainable must fit.
-        let report = try model.load(state: ck.params, strict: false)
+        let report = try model.load(state: params, strict: false)
         let buffers = Set(model.namedBuffers().map(\.name))
         let missingTrainable = report.missing.filter { !buffers.contains($0) }
         if !missingTrainable.isEmpty || !report.misShaped.isEmpty {
