@@ -56,24 +56,19 @@ public enum Patches {
         return img
     }
 
-    /// Normalises every patch vector of x [B, L, P] in place.
+    /// Normalises every patch vector of x [B, L, P] in place with its own mean and std (see `stats`).
     public static func normalize(_ x: Tensor, _ norm: Norm, eps: Float = 1e-6) {
         guard norm != .none else { return }
         let p = x.shape.last!
+        let (mean, std) = stats(x, norm, eps: eps)
         for r in 0..<(x.count / p) {
-            let v = x.data + r * p
-            var mean: Double = 0
-            for j in 0..<p { mean += Double(v[j]) }
-            mean /= Double(p)
-            var ss: Double = 0
-            for j in 0..<p { let d = Double(v[j]) - mean; ss += d * d }
-            let variance = norm == .unbiased ? ss / Double(p - 1) : ss / Double(p)
-            let inv = 1 / (variance + Double(eps)).squareRoot()
-            for j in 0..<p { v[j] = Float((Double(v[j]) - mean) * inv) }
+            let v = x.data + r * p, m = mean[r], inv = 1 / std[r]
+            for j in 0..<p { v[j] = (v[j] - m) * inv }
         }
     }
 
-    /// Per-patch mean and standard deviation as `normalize` uses them (to undo it in pictures).
+    /// Per-patch mean and √(var + eps) (unbiased or biased variance by `norm`), computed in Double;
+    /// `normalize` divides by them and pictures multiply them back.
     public static func stats(_ x: Tensor, _ norm: Norm, eps: Float = 1e-6) -> (mean: [Float], std: [Float]) {
         let p = x.shape.last!, rows = x.count / p
         var means = [Float](repeating: 0, count: rows), stds = [Float](repeating: 1, count: rows)
