@@ -16,7 +16,7 @@ struct TesseraCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
         abstract: "Self-supervised ViT pre-training (MAE, MAE-priv; SAIM, SemAIM, CAE planned) and its evaluation protocols.",
-        subcommands: [Train.self, Step.self, List.self, Prepare.self, Bench.self, ConfigDoc.self])
+        subcommands: [Train.self, Step.self, List.self, Prepare.self, Bench.self, ConfigDoc.self, SweepCommand.self, TableCommand.self])
 }
 
 struct ConfigOptions: ParsableArguments {
