@@ -4,10 +4,12 @@ public enum Kernels {
     // MARK: scalar math, inlined into loops
 
     /// e^x for float32: Cody-Waite range reduction and a degree-6 polynomial (Cephes expf), ~1 ulp.
-    /// Returns exactly 0 below -87.3 (so additive -inf masks give zero weights).
+    /// Returns exactly 0 below -87.3 (so additive -inf masks give zero weights); inputs above 88.3
+    /// are clamped there (e^88.3 ≈ 2.2e38), which keeps 2^n a single float factor and the loops that
+    /// call this vectorisable. Every caller passes arguments ≤ 0.
     @inline(__always)
     public static func exp(_ x0: Float) -> Float {
-        let x = min(max(x0, -87.3), 88.7)
+        let x = min(max(x0, -87.3), 88.3)
         let n = (x * 1.442_695_04 + 0.5).rounded(.down)
         let r = x - n * 0.693_359_375 + n * 2.121_944_4e-4
         let r2 = r * r
@@ -18,16 +20,17 @@ public enum Kernels {
         p = p * r + 1.666_666_55e-1
         p = p * r + 5.000_000_12e-1
         let y = p * r2 + r + 1
-        // 2^n as two factors: n reaches 128 for x above 88.38, where a single float factor overflows.
-        let n1 = Int32(n) >> 1, n2 = Int32(n) - n1
-        let scale1 = Float(bitPattern: UInt32(bitPattern: n1 &+ 127) << 23)
-        let scale2 = Float(bitPattern: UInt32(bitPattern: n2 &+ 127) << 23)
-        return x0 < -87.3 ? 0 : y * scale1 * scale2
+        let scale = Float(bitPattern: UInt32(bitPattern: Int32(n) &+ 127) << 23)
+        return x0 < -87.3 ? 0 : y * scale
     }
 
-    /// erf(x), Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7).
+    /// erf(x), Abramowitz & Stegun 7.1.26 (|error| < 5e-7 in float32).
     @inline(__always)
-    public static func erf(_ x: Float) -> Float {
+    public static func erf(_ x: Float) -> Float { erf(x, expNegSquare: exp(-x * x)) }
+
+    /// erf(x) given e = e^(−x²), so callers that also need that exponential compute it once.
+    @inline(__always)
+    public static func erf(_ x: Float, expNegSquare e: Float) -> Float {
         let ax = abs(x)
         let t = 1 / (1 + 0.327_591_1 * ax)
         var p: Float = 1.061_405_429
@@ -35,7 +38,7 @@ public enum Kernels {
         p = p * t + 1.421_413_741
         p = p * t - 0.284_496_736
         p = p * t + 0.254_829_592
-        let y = 1 - p * t * exp(-ax * ax)
+        let y = 1 - p * t * e
         return x < 0 ? -y : y
     }
 
@@ -43,12 +46,13 @@ public enum Kernels {
     @inline(__always)
     public static func gelu(_ x: Float) -> Float { 0.5 * x * (1 + erf(x * 0.707_106_781_186_547_5)) }
 
-    /// d GELU / dx = Φ(x) + x·φ(x).
+    /// d GELU / dx = Φ(x) + x·φ(x); erf's e^(−x²/2) is φ's exponential too, so it is computed once.
     @inline(__always)
     public static func geluDerivative(_ x: Float) -> Float {
-        let cdf = 0.5 * (1 + erf(x * 0.707_106_781_186_547_5))
-        let pdf = 0.398_942_280_401_432_7 * exp(-0.5 * x * x)
-        return cdf + x * pdf
+        let z = x * 0.707_106_781_186_547_5
+        let e = exp(-z * z)
+        let cdf = 0.5 * (1 + erf(z, expNegSquare: e))
+        return cdf + x * (0.398_942_280_401_432_7 * e)
     }
 
     // MARK: loops
@@ -96,7 +100,16 @@ public enum Kernels {
         for j in 0..<n { x[j] *= inv }
     }
 
-    /// Softmax backward for one row: dx = p ⊙ (dp − Σ dp⊙p). Writes into dx (may alias dp).
+    /// Softmax backward for one row in place: d ← scale · p ⊙ (d − Σ d⊙p) (d holds dP on entry).
+    @inline(__always)
+    public static func softmaxBackwardRowInPlace(_ p: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int, scale: Float = 1) {
+        var dot: Float = 0
+        for j in 0..<n { dot += p[j] * d[j] }
+        for j in 0..<n { d[j] = scale * p[j] * (d[j] - dot) }
+    }
+
+    /// Softmax backward for one row: dx = p ⊙ (dp − Σ dp⊙p). Writes into dx (may alias dp, but then
+    /// the in-place form vectorises better).
     @inline(__always)
     public static func softmaxBackwardRow(_ p: UnsafePointer<Float>, _ dp: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int, scale: Float = 1) {
         var dot: Float = 0

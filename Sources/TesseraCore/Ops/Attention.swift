@@ -93,7 +93,7 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
                               c: dv.data + vOff, ldc: v.stride, parallel: false)
                 }
                 // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
-                for i in 0..<lq { Kernels.softmaxBackwardRow(p + i * lk, ds + i * lk, ds + i * lk, lk, scale: scale) }
+                for i in 0..<lq { Kernels.softmaxBackwardRowInPlace(p + i * lk, ds + i * lk, lk, scale: scale) }
                 if let dq {  // dQ_h += dS · K_h
                     BLAS.gemm(m: lq, n: hd, k: lk, a: ds, lda: lk, b: kp + kOff, ldb: k.stride, beta: 1,
                               c: dq.data + qOff, ldc: q.stride, parallel: false)

@@ -30,8 +30,10 @@ public func geluLinear(_ h: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
             let da = beta == 0 ? dh : Tensor(shape: h.shape)
             BLAS.gemm(m: n, n: hidden, k: outF, a: g.data, lda: outF, b: w.data, ldb: hidden, c: da.data, ldc: hidden)
             let dp = dh.data, tp = da.data
+            // In place through one pointer when da is dh: two pointers to one buffer fail LLVM's
+            // run-time overlap check and send the loop down its scalar path.
             Parallel.forRange(n * hidden, costPerItem: 24, minCost: 1 << 16) { r in
-                if beta == 0 { for i in r { dp[i] = tp[i] * Kernels.geluDerivative(hp[i]) } }
+                if beta == 0 { for i in r { dp[i] *= Kernels.geluDerivative(hp[i]) } }
                 else { for i in r { dp[i] += tp[i] * Kernels.geluDerivative(hp[i]) } }
             }
         }
