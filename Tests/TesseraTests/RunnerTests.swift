@@ -31,21 +31,7 @@ final class RunnerTests: XCTestCase {
         batch_size: 32
         epochs: 2
         output_dir: "\(scratch.path)"
-        model:
-          method: mae
-          arch: custom
-          width: 32
-          depth: 1
-          heads: 2
-          patch_size: 4
-          img_size: 32
-          decoder: {width: 16, depth: 1, heads: 2}
-        data:
-          dataset: fashion-mnist
-          pad_to: 32
-          limit: 256
-          mean: [0.286, 0.286, 0.286]
-          std: [0.353, 0.353, 0.353]
+        \(tinyMAEModelAndData)
         schedule:
           warmup_epochs: 1
         checkpoint:

@@ -36,21 +36,7 @@ final class SweepTests: XCTestCase {
         output_dir: \(outputDir)
         batch_size: 64
         epochs: 1
-        model:
-          method: mae
-          arch: custom
-          width: 32
-          depth: 1
-          heads: 2
-          patch_size: 4
-          img_size: 32
-          decoder: {width: 16, depth: 1, heads: 2}
-          mask_ratio: 0.75
-        data:
-          dataset: fashion-mnist
-          input_size: 32
-          pad_to: 32
-          limit: 256
+        \(tinyMAEModelAndData)
         schedule:
           warmup_epochs: 0
         log:
