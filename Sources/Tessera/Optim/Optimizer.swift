@@ -171,14 +171,9 @@ public final class SGD: Optimizer {
 /// LARS as in MAE's util/lars.py (MoCo v3): parameters with more than one dimension get
 /// d = g + wd·p scaled by trust·‖p‖/‖d‖ (when both norms are positive); 1-D parameters get plain
 /// momentum. buf ← m·buf + d (zero start); p ← p − lr·buf.
-public final class LARS: Optimizer {
-    public let groups: [ParamGroup]
-    public var steps = 0
-    public let momentum: Float, trust: Float
-    let store = SlotStore()
-
+public final class LARS: TrustMomentumOptimizer, Optimizer {
     public init(_ groups: [ParamGroup], momentum: Float = 0.9, trustCoefficient: Float = 0.001) {
-        self.groups = groups; self.momentum = momentum; trust = trustCoefficient
+        super.init(groups, momentum: momentum, trustCoefficient: trustCoefficient, slot: "mu")
     }
 
     public func step(lr: Float, weightDecay wd: Float?) {
@@ -212,8 +207,6 @@ public final class LARS: Optimizer {
         }
     }
 
-    public func stateTensors() -> [String: Tensor] { store.slots }
-    public func loadState(_ state: [String: Tensor]) throws { try store.load(state, expected: groups, slotNames: ["mu"]) }
 }
 
 import Foundation
@@ -222,14 +215,9 @@ import Foundation
 /// SGD whose buffer starts as the first gradient; otherwise every parameter's gradient is scaled by
 /// trust·‖p‖ / (‖g‖ + wd·‖p‖ + 1e-8) before the momentum step (the decay term itself has no effect
 /// in the original and is not added).
-public final class TimmLARS: Optimizer {
-    public let groups: [ParamGroup]
-    public var steps = 0
-    public let momentum: Float, trust: Float
-    let store = SlotStore()
-
+public final class TimmLARS: TrustMomentumOptimizer, Optimizer {
     public init(_ groups: [ParamGroup], momentum: Float = 0.9, trustCoefficient: Float = 0.001) {
-        self.groups = groups; self.momentum = momentum; trust = trustCoefficient
+        super.init(groups, momentum: momentum, trustCoefficient: trustCoefficient, slot: "momentum_buffer")
     }
 
     public func step(lr: Float, weightDecay wd: Float?) {
@@ -258,8 +246,21 @@ public final class TimmLARS: Optimizer {
         }
     }
 
-    public func stateTensors() -> [String: Tensor] { store.slots }
-    public func loadState(_ state: [String: Tensor]) throws {
-        try store.load(state, expected: groups, slotNames: ["momentum_buffer"])
+}
+
+/// What the two LARS variants share: parameter groups, the update count, a momentum buffer per
+/// parameter (checkpointed under `slot`), momentum and trust coefficient.
+public class TrustMomentumOptimizer {
+    public let groups: [ParamGroup]
+    public var steps = 0
+    public let momentum: Float, trust: Float
+    let store = SlotStore()
+    let slot: String
+
+    init(_ groups: [ParamGroup], momentum: Float, trustCoefficient: Float, slot: String) {
+        self.groups = groups; self.momentum = momentum; trust = trustCoefficient; self.slot = slot
     }
+
+    public func stateTensors() -> [String: Tensor] { store.slots }
+    public func loadState(_ state: [String: Tensor]) throws { try store.load(state, expected: groups, slotNames: [slot]) }
 }
