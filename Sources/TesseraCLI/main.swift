@@ -47,6 +47,11 @@ struct Train: ParsableCommand {
                 let s = try runner.train()
                 print(String(format: "done: %@ — final loss %.5f, %.0f images/s, data wait %.1f%%, %.0f s",
                              s.runDir, s.finalLoss, s.imagesPerSecond, 100 * s.dataWaitShare, s.seconds))
+            case .knn:
+                let runner = try KNNRunner(spec: spec, overrides: options.overrides)
+                let r = try runner.run()
+                let k = r.keys.sorted()
+                print("done: \(runner.directory.path) — k-NN top-1 " + k.map { String(format: "%.2f%% @%d", r[$0]!.top1, $0) }.joined(separator: ", "))
             default:
                 throw TrainingError(description: "tessera: task '\(spec.task.rawValue)' is not implemented yet (pretrain is)")
             }

@@ -46,7 +46,7 @@ public enum Registry {
         s += "optimizers:\n  " + optimizers.joined(separator: ", ") + "\n"
         s += "schedules:\n" + schedules.map { "  \($0)\n" }.joined()
         s += "datasets:\n  " + datasets.joined(separator: ", ") + "\n"
-        s += "tasks:\n  pretrain, step (one forward/backward on a given batch)\n"
+        s += "tasks:\n  pretrain, knn, step (one forward/backward on a given batch)\n"
         return s
     }
 

@@ -66,7 +66,7 @@ public struct Sweep {
     public var root: String { (outputDir as NSString).appendingPathComponent(prefix) }
 
     /// Tasks a sweep can run.
-    public static let runnableTasks: Set<TaskKind> = [.pretrain]
+    public static let runnableTasks: Set<TaskKind> = [.pretrain, .knn]
 
     // MARK: Loading
 
@@ -279,6 +279,10 @@ public struct Sweep {
             let runner = try PretrainRunner(spec: cell.spec, overrides: cell.overrides, runDir: cell.runDir)
             runner.echo = echo
             try runner.train()
+        case .knn:
+            let runner = try KNNRunner(spec: cell.spec, overrides: cell.overrides, runDir: cell.runDir)
+            runner.echo = echo
+            try runner.run()
         default:
             throw TrainingError(description: "tessera: task '\(cell.spec.task.rawValue)' cannot be swept yet")
         }
