@@ -52,6 +52,11 @@ struct Train: ParsableCommand {
                 let r = try runner.run()
                 let k = r.keys.sorted()
                 print("done: \(runner.directory.path) — k-NN top-1 " + k.map { String(format: "%.2f%% @%d", r[$0]!.top1, $0) }.joined(separator: ", "))
+            case .linprobe, .finetune:
+                let runner = try DownstreamRunner(spec: spec, overrides: options.overrides)
+                let s = try runner.train()
+                print(String(format: "done: %@ — %@ top-1 %.2f%%, top-5 %.2f%% (best top-1 %.2f%%), %.0f s",
+                             s.runDir, s.task, s.top1, s.top5, s.bestTop1, s.seconds))
             default:
                 throw TrainingError(description: "tessera: task '\(spec.task.rawValue)' is not implemented yet (pretrain is)")
             }

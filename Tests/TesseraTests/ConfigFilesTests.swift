@@ -74,4 +74,96 @@ final class ConfigFilesTests: XCTestCase {
         XCTAssertEqual([s.model.width, s.model.heads, s.model.decoder.width, s.model.decoder.heads], [384, 6, 192, 3])
         XCTAssertEqual([s.epochs, s.schedule.warmupEpochs], [100, 10])
     }
+    // MARK: downstream recipes (spec §7.1, §7.2, §3.3)
+
+    func testMAEFinetuneViTB() throws {
+        let s = try load("finetune/ViT-B_100E.yaml")
+        XCTAssertEqual(s.task, .finetune)
+        XCTAssertEqual(s.model.method, .mae)
+        XCTAssertEqual([s.model.width, s.model.depth], [768, 12])
+        XCTAssertTrue(s.model.globalPool)
+        XCTAssertEqual(s.effectiveBatch, 1024)
+        XCTAssertEqual(s.absoluteLR, 2e-3, accuracy: 1e-12)
+        XCTAssertEqual(s.optim.layerDecay, 0.65)
+        XCTAssertEqual([s.epochs, s.schedule.warmupEpochs], [100, 5])
+        XCTAssertEqual(s.optim.weightDecay, 0.05)
+        XCTAssertEqual(s.optim.betas, [0.9, 0.999])
+        XCTAssertEqual(s.model.dropPath, 0.1)
+        XCTAssertEqual(s.augment.reprob, 0.25)
+        XCTAssertEqual([s.augment.mixup, s.augment.cutmix, s.augment.smoothing], [0.8, 1.0, 0.1])
+        XCTAssertEqual(s.augment.autoAugment, "rand-m9-mstd0.5-inc1")
+        XCTAssertEqual(s.augment.scale, [0.08, 1.0])
+        XCTAssertEqual(s.augment.interpolation, .bicubic)
+        XCTAssertEqual(s.schedule.minLR, 1e-6)
+        XCTAssertEqual(s.data.path, "/datasets/imagenet")
+    }
+
+    func testMAEFinetuneViTL() throws {
+        let s = try load("finetune/ViT-L_50E.yaml")
+        XCTAssertEqual([s.model.width, s.model.depth, s.model.heads], [1024, 24, 16])
+        XCTAssertEqual(s.effectiveBatch, 1024)
+        XCTAssertEqual(s.absoluteLR, 4e-3, accuracy: 1e-12)
+        XCTAssertEqual(s.optim.layerDecay, 0.75)
+        XCTAssertEqual([s.epochs, s.schedule.warmupEpochs], [50, 5])
+        XCTAssertEqual(s.model.dropPath, 0.2)
+        XCTAssertEqual(s.augment.reprob, 0.25)
+        XCTAssertEqual([s.augment.mixup, s.augment.cutmix], [0.8, 1.0])
+    }
+
+    func testMAELinprobeViTB() throws {
+        let s = try load("lincls/ViT-B_90E.yaml")
+        XCTAssertEqual(s.task, .linprobe)
+        XCTAssertFalse(s.model.globalPool)
+        XCTAssertTrue(s.model.clsToken)
+        XCTAssertEqual(s.optim.name, .lars)
+        XCTAssertEqual(s.effectiveBatch, 16384)
+        XCTAssertEqual(s.absoluteLR, 6.4, accuracy: 1e-12)
+        XCTAssertEqual([s.epochs, s.schedule.warmupEpochs], [90, 10])
+        XCTAssertEqual(s.optim.weightDecay, 0)
+        XCTAssertEqual(s.optim.trustCoefficient, 0.001)
+        XCTAssertEqual([s.augment.mixup, s.augment.cutmix, s.augment.reprob], [0, 0, 0])
+        XCTAssertEqual(s.schedule.minLR, 0)
+    }
+
+    func testMAEPrivFinetuneViTBGAP() throws {
+        let s = try load("finetune/MAE-priv_ViT-B_100E_GAP.yaml")
+        XCTAssertEqual(s.model.method, .maePriv)
+        XCTAssertFalse(s.model.clsToken)
+        XCTAssertEqual(s.model.block, .beit)
+        XCTAssertEqual(s.effectiveBatch, 1024)
+        XCTAssertEqual(s.absoluteLR, 4e-3, accuracy: 1e-12)
+        XCTAssertEqual(s.optim.layerDecay, 0.75)
+        XCTAssertEqual([s.epochs, s.schedule.warmupEpochs], [100, 10])
+        XCTAssertEqual(s.schedule.style, .beit)
+        XCTAssertEqual(s.model.dropPath, 0.1)
+        XCTAssertEqual(s.augment.reprob, 0)
+        XCTAssertEqual([s.augment.mixup, s.augment.cutmix, s.augment.smoothing], [0.8, 1.0, 0.1])
+        XCTAssertEqual(s.optim.betas, [0.9, 0.999])
+    }
+
+    func testMAEPrivLinprobeViTSCls() throws {
+        let s = try load("lincls/MAE-priv_ViT-S_SGD_CLS-Token.yaml")
+        XCTAssertEqual(s.model.method, .maePriv)
+        XCTAssertTrue(s.model.clsToken)
+        XCTAssertEqual([s.model.width, s.model.heads], [384, 6])
+        XCTAssertEqual(s.optim.name, .sgd)
+        XCTAssertTrue(s.optim.nesterov)
+        XCTAssertEqual(s.effectiveBatch, 4096)
+        XCTAssertEqual(s.absoluteLR, 1.6, accuracy: 1e-12)
+        XCTAssertEqual([s.epochs, s.schedule.warmupEpochs], [90, 10])
+        XCTAssertEqual(s.optim.weightDecay, 0)
+        XCTAssertEqual([s.augment.mixup, s.augment.cutmix], [0, 0])
+    }
+
+    func testFMNISTDownstreamMatchesQuickPretrainModel() throws {
+        let pre = try load("pretrain/FMNIST_ViT-T_MAE_quick.yaml")
+        for f in ["lincls/FMNIST_ViT-T.yaml", "finetune/FMNIST_ViT-T.yaml"] {
+            let s = try load(f)
+            XCTAssertNil(s.initCheckpoint, f)
+            XCTAssertEqual([s.model.width, s.model.depth, s.model.heads, s.model.patchSize, s.model.imgSize],
+                           [pre.model.width, pre.model.depth, pre.model.heads, pre.model.patchSize, pre.model.imgSize], f)
+            XCTAssertEqual(s.model.method, pre.model.method, f)
+            XCTAssertEqual(s.model.block, pre.model.block, f)
+        }
+    }
 }

@@ -46,7 +46,7 @@ public enum Registry {
         s += "optimizers:\n  " + optimizers.joined(separator: ", ") + "\n"
         s += "schedules:\n" + schedules.map { "  \($0)\n" }.joined()
         s += "datasets:\n  " + datasets.joined(separator: ", ") + "\n"
-        s += "tasks:\n  pretrain, knn, step (one forward/backward on a given batch)\n"
+        s += "tasks:\n  pretrain, linprobe, finetune, knn, step (one forward/backward on a given batch)\n"
         return s
     }
 
@@ -116,9 +116,26 @@ public enum Registry {
         case .resizeRandom: crop = .resizeRandomCrop
         case .none: crop = .none
         }
+        // Fine-tuning hooks (spec §7.1): RandAugment on the 8-bit crop, RandomErasing after normalization.
+        var autoAugment: ImageAugment? = nil
+        if !a.autoAugment.isEmpty {
+            // timm fills with the data mean × 255 and resamples with the training interpolation.
+            let f = (0..<3).map { c -> UInt8 in
+                let v = d.mean.isEmpty ? 0.5 : d.mean[min(c, d.mean.count - 1)]
+                return UInt8(max(0, min(255, (255 * v).rounded())))
+            }
+            let resample: RandAugment.Resample = a.interpolation == .bilinear ? .bilinear : .bicubic
+            let ra = RandAugment(config: a.autoAugment, fill: (f[0], f[1], f[2]), interpolation: resample)
+            autoAugment = { img, rng in ra.apply(img, rng: &rng) }
+        }
+        var erasing: TensorAugment? = nil
+        if a.reprob > 0 {
+            let re = RandomErasing(probability: a.reprob)
+            erasing = { p, c, h, w, rng in _ = re.apply(p, channels: c, height: h, width: w, rng: &rng) }
+        }
         return TransformPipeline(crop: crop, size: d.inputSize, scale: (a.scale[0], a.scale[1]), ratio: (a.ratio[0], a.ratio[1]),
                                  interpolation: interp(a.interpolation), hflip: a.hflip, mean: mean, std: std,
-                                 channels: spec.model.inChans, smallImage: small)
+                                 channels: spec.model.inChans, smallImage: small, autoAugment: autoAugment, erasing: erasing)
     }
 }
 

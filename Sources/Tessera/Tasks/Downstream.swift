@@ -1,0 +1,398 @@
+import Foundation
+import TesseraConfig
+import TesseraCore
+import TesseraData
+
+/// The result of a linear probe or fine-tune.
+public struct DownstreamSummary {
+    public var runDir: String
+    public var task: String
+    public var epochs: Int
+    public var steps: Int
+    public var finalLoss: Double
+    /// Top-1 / top-5 accuracy (%) of the last evaluation.
+    public var top1: Double
+    public var top5: Double
+    /// Best top-1 (%) over all evaluations of the run (including before a resume).
+    public var bestTop1: Double
+    public var imagesPerSecond: Double
+    public var seconds: Double
+}
+
+/// Evaluation result on the validation split.
+public struct EvalResult {
+    public var top1: Double
+    public var top5: Double
+    public var loss: Double
+    public var count: Int
+}
+
+/// Linear probing (spec §7.2) and end-to-end fine-tuning (spec §7.1) of a ViT encoder, optionally
+/// initialised from a pre-training checkpoint (`init`). Same run-directory layout as pre-training:
+/// config/metadata, metrics.jsonl (training lines plus `val_top1`/`val_top5` lines), checkpoint-last.h5
+/// every epoch, checkpoint-best.h5 on a new best top-1, summary.json; `resume: auto` continues.
+public final class DownstreamRunner {
+    public let spec: ExperimentSpec
+    public let run: RunDirectory
+    public let overrides: [String]
+    /// The classifier, built (and initialised from `init`) by `init`.
+    public let model: ViTClassifier
+    /// The optimizer's parameter groups (linprobe: the head only; finetune: layer-decay groups).
+    public let groups: [ParamGroup]
+    public let numClasses: Int
+    /// Print plain log lines (false keeps tests quiet).
+    public var echo = true
+
+    var isLinear: Bool { spec.task == .linprobe }
+
+    public init(spec: ExperimentSpec, overrides: [String] = [], runDir: String? = nil) throws {
+        guard spec.task == .linprobe || spec.task == .finetune else {
+            throw TrainingError(description: "tessera: DownstreamRunner runs linprobe or finetune, not \(spec.task.rawValue)")
+        }
+        guard spec.model.method == .mae || spec.model.method == .maePriv || spec.model.method == .vit else {
+            throw TrainingError(description: "tessera: \(spec.task.rawValue) supports model.method mae, mae_priv and vit; got \(spec.model.method.rawValue)")
+        }
+        if !spec.augment.autoAugment.isEmpty {
+            do { try RandAugment.validate(config: spec.augment.autoAugment) } catch {
+                throw TrainingError(description: "tessera: augment.auto_augment: \(error)")
+            }
+        }
+        self.spec = spec
+        self.overrides = overrides
+        if spec.model.numClasses > 0 {
+            numClasses = spec.model.numClasses
+        } else {
+            numClasses = try Registry.dataset(spec, train: true).classes.count
+            guard numClasses > 0 else {
+                throw TrainingError(description: "tessera: the data set reports no classes; set model.num_classes")
+            }
+        }
+        let m = DownstreamRunner.buildModel(spec, numClasses: numClasses)
+        var rng = RandomGenerator(seed: UInt64(spec.seed))
+        DownstreamRunner.initialize(m, spec, rng: &rng)
+        if let path = spec.initCheckpoint {
+            try DownstreamRunner.loadEncoder(m, from: path)
+        }
+        model = m
+        groups = DownstreamRunner.paramGroups(spec, m)
+        run = try RunDirectory(path: runDir ?? (spec.outputDir as NSString).appendingPathComponent(spec.name))
+    }
+
+    // MARK: model
+
+    /// The classifier for the spec's task and method (pooling, feature norm, learnable position table).
+    public static func buildModel(_ spec: ExperimentSpec, numClasses: Int) -> ViTClassifier {
+        let m = spec.model
+        let priv = m.method == .maePriv
+        var style = Registry.vitStyle(spec)
+        let pool: ViTClassifier.Pool
+        let norm: ViTClassifier.FeatureNorm
+        if spec.task == .linprobe {
+            style.dropPath = 0
+            if priv {
+                pool = m.clsToken ? .rawCls : .rawMean
+                norm = .batchNorm(eps: 1e-5)
+            } else {
+                pool = m.globalPool || !m.clsToken ? .mean : .cls
+                norm = .batchNorm(eps: 1e-6)
+            }
+        } else {
+            if priv {
+                pool = m.clsToken ? .rawCls : .rawMean
+                norm = .layerNorm
+            } else {
+                let gap = m.globalPool || !m.clsToken
+                pool = gap ? .mean : .cls
+                norm = gap ? .layerNorm : .none
+                style.learnablePos = true
+            }
+        }
+        return ViTClassifier(Registry.vitShape(spec), style, pool: pool, featureNorm: norm, numClasses: numClasses)
+    }
+
+    /// Random initialisation: the encoder as in pre-training (spec §1.4), then the head
+    /// (MAE linprobe trunc_normal 0.01, MAE-priv linprobe normal 0.01, MAE fine-tune trunc_normal 2e-5,
+    /// MAE-priv fine-tune trunc_normal 0.02 × init_scale 0.001; bias 0).
+    public static func initialize(_ model: ViTClassifier, _ spec: ExperimentSpec, rng: inout RandomGenerator) {
+        let priv = spec.model.method == .maePriv
+        model.encoder.initialize(rng: &rng, torchDefaultPatch: priv, clsTruncated: priv)
+        guard let head = model.head else { return }
+        if spec.task == .linprobe {
+            if priv { Init.normal(head.weight, std: 0.01, rng: &rng) } else { Init.truncatedNormal(head.weight, std: 0.01, rng: &rng) }
+        } else if priv {
+            Init.truncatedNormal(head.weight, std: 0.02, rng: &rng)
+            for i in 0..<head.weight.count { head.weight.data[i] *= 0.001 }
+        } else {
+            Init.truncatedNormal(head.weight, std: 2e-5, rng: &rng)
+        }
+        if let b = head.bias { Init.constant(b, 0) }
+    }
+
+    /// Loads the encoder of a pre-training (or downstream) checkpoint: names mapped by
+    /// `ViTClassifier.encoderState(from:)`, loaded non-strictly; every encoder parameter must be
+    /// present with the right shape (head and fc_norm are new and exempt).
+    public static func loadEncoder(_ model: ViTClassifier, from path: String) throws {
+        let ck = try Checkpoint.read(path)
+        let state = model.encoderState(from: ck.params)
+        let report = try model.load(state: state, strict: false)
+        let isNew = { (n: String) in n.hasPrefix("head.") || n.hasPrefix("fc_norm.") }
+        let params = Set(model.namedParameters().map(\.name))
+        let missing = report.missing.filter { params.contains($0) && !isNew($0) }.sorted()
+        if !missing.isEmpty {
+            throw CheckpointError(description: "tessera: \(path): the checkpoint lacks encoder parameter(s) \(missing.joined(separator: ", ")) "
+                                  + "(loaded \(state.count) of its \(ck.params.count) tensors; check model.method/block/cls_token/arch against the pre-training config)")
+        }
+        if !report.misShaped.isEmpty {
+            throw CheckpointError(description: "tessera: \(path): encoder tensor shapes differ from the model: \(report.misShaped.joined(separator: "; "))")
+        }
+    }
+
+    /// Linear probe: the head's parameters only (encoder frozen). Fine-tune: layer-wise lr decay groups
+    /// (no weight decay for 1-D parameters, pos_embed, cls_token).
+    public static func paramGroups(_ spec: ExperimentSpec, _ model: ViTClassifier) -> [ParamGroup] {
+        let wd = Float(spec.optim.weightDecay)
+        if spec.task == .linprobe {
+            let head = model.namedParameters().filter { $0.name.hasPrefix("head.") }
+            return ParamGroups.pretrain(head, weightDecay: wd).filter { !$0.params.isEmpty }
+        }
+        return ParamGroups.layerDecay(model.namedParameters(), depth: spec.model.depth, weightDecay: wd,
+                                      layerDecay: Float(spec.optim.layerDecay))
+    }
+
+    // MARK: training
+
+    func modelRNG(_ it: Int) -> RandomGenerator {
+        RandomGenerator(seed: UInt64(spec.seed)).derived(0x4D4F_4445_4C, UInt64(truncatingIfNeeded: it))
+    }
+
+    func mixRNG(_ it: Int) -> RandomGenerator {
+        RandomGenerator(seed: UInt64(spec.seed)).derived(0x4D49_5855_50, UInt64(truncatingIfNeeded: it))
+    }
+
+    /// Logits of a training batch: linear probing runs the frozen encoder without a tape.
+    func trainLogits(_ images: Tensor, ctx: Context) -> Tensor {
+        if isLinear {
+            let f = Autograd.noGrad { model.features(images, ctx: ctx) }.detach()
+            return model.head!(f)
+        }
+        return model(images, ctx: ctx)
+    }
+
+    /// Top-1/top-5 accuracy (%) and mean cross-entropy on the validation split.
+    public func evaluate() throws -> EvalResult {
+        let ds = try Registry.dataset(spec, train: false)
+        let loader = DataLoader(dataset: ds, pipeline: Registry.pipeline(spec, train: false), batchSize: spec.batchSize,
+                                shuffle: false, dropLast: false, seed: UInt64(spec.seed), workers: spec.data.numWorkers)
+        let k = min(5, numClasses)
+        var c1 = 0, c5 = 0, n = 0
+        var lossSum = 0.0
+        let batches = loader.epoch(0)
+        let ctx = Context(training: false)
+        while let batch = batches.next() {
+            let logits = Autograd.noGrad { model(batch.images, ctx: ctx) }
+            let b = batch.labels.count, c = logits.shape[1]
+            lossSum += Double(Autograd.noGrad { crossEntropy(logits, labels: batch.labels) }.item) * Double(b)
+            for i in 0..<b {
+                let row = logits.data + i * c
+                let target = row[batch.labels[i]]
+                // Rank of the true class: classes with a strictly larger logit (ties count for the label).
+                var above = 0
+                for j in 0..<c where row[j] > target { above += 1 }
+                if above == 0 { c1 += 1 }
+                if above < k { c5 += 1 }
+            }
+            n += b
+        }
+        let d = Double(max(n, 1))
+        return EvalResult(top1: 100 * Double(c1) / d, top5: 100 * Double(c5) / d, loss: lossSum / d, count: n)
+    }
+
+    func checkpoint(_ opt: Optimizer, epoch: Int, step: Int) -> Checkpoint {
+        var ck = Checkpoint(params: Dictionary(uniqueKeysWithValues: model.stateDict().map { ($0.name, $0.tensor) }))
+        ck.optimizer = opt.stateTensors()
+        ck.epoch = epoch
+        ck.step = step
+        ck.optimizerSteps = opt.steps
+        ck.seed = UInt64(spec.seed)
+        ck.method = spec.model.method.rawValue
+        ck.config = spec.resolvedYAML()
+        return ck
+    }
+
+    /// The best `val_top1` among the kept metric lines (after a resume).
+    func bestFromMetrics() -> Double? {
+        guard let text = try? String(contentsOfFile: run.file("metrics.jsonl"), encoding: .utf8) else { return nil }
+        var best: Double? = nil
+        for line in text.split(separator: "\n") {
+            guard let data = line.data(using: .utf8),
+                  let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  let v = (obj["val_top1"] as? NSNumber)?.doubleValue else { continue }
+            best = max(best ?? v, v)
+        }
+        return best
+    }
+
+    @discardableResult
+    public func train() throws -> DownstreamSummary {
+        if spec.threads > 0 { Parallel.setThreads(spec.threads) }
+        let started = Date()
+        let opt = OptimBuilder.optimizer(spec, groups)
+        let schedule = OptimBuilder.schedule(spec)
+        let task = spec.task.rawValue
+
+        let dataset = try Registry.dataset(spec, train: true)
+        let loader = DataLoader(dataset: dataset, pipeline: Registry.pipeline(spec, train: true), batchSize: spec.batchSize,
+                                shuffle: true, dropLast: true, seed: UInt64(spec.seed), workers: spec.data.numWorkers)
+        let iters = loader.batchesPerEpoch
+        guard iters >= spec.accumIter else {
+            throw TrainingError(description: "tessera: data set of \(dataset.count) images gives \(iters) batches of \(spec.batchSize) per epoch, fewer than accum_iter \(spec.accumIter)")
+        }
+        let a = spec.augment
+        let mixup: Mixup? = (a.mixup > 0 || a.cutmix > 0) && !isLinear
+            ? Mixup(mixupAlpha: a.mixup, cutmixAlpha: a.cutmix, prob: a.mixupProb, switchProb: a.switchProb,
+                    labelSmoothing: a.smoothing, numClasses: numClasses)
+            : nil
+        if mixup != nil && spec.batchSize % 2 != 0 {
+            throw TrainingError(description: "tessera: mixup/cutmix needs an even batch_size, got \(spec.batchSize)")
+        }
+
+        // Resume.
+        var startEpoch = 0
+        var best = -1.0
+        let resumePath: String?
+        switch spec.resume {
+        case .none: resumePath = nil
+        case .auto: resumePath = FileManager.default.fileExists(atPath: run.lastCheckpoint) ? run.lastCheckpoint : nil
+        case .path(let p): resumePath = p
+        }
+        if let resumePath {
+            let ck = try Checkpoint.read(resumePath)
+            try model.load(state: ck.params, strict: true)
+            try opt.loadState(ck.optimizer)
+            opt.steps = ck.optimizerSteps
+            startEpoch = ck.epoch
+            if !FileManager.default.fileExists(atPath: run.file("config.yaml")) {
+                try run.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides)
+            }
+            try run.truncateMetrics(toStep: ck.step)
+            best = bestFromMetrics() ?? -1
+            run.log("resumed from \(resumePath) at epoch \(ck.epoch) (iteration \(ck.step))", echo: echo)
+        } else {
+            try run.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides)
+            try run.truncateMetrics(toStep: 0)
+        }
+        let trainable = groups.reduce(0) { $0 + $1.params.reduce(0) { $0 + $1.tensor.count } }
+        run.log("\(spec.name): \(task) \(spec.model.method.rawValue) \(spec.model.arch.rawValue), pool \(model.pool.rawValue), "
+                + "\(model.parameterCount) parameters (\(trainable) trained), \(numClasses) classes, init \(spec.initCheckpoint ?? "random"), "
+                + "\(dataset.count) images, \(iters) iterations per epoch; \(spec.summaryLine())", echo: echo)
+
+        let progress = ProgressLine()
+        var lastEpochLoss = Double.nan
+        var last: EvalResult? = nil
+        var totalImages = 0
+        let computeStart = Date()
+        var lastCheckpointPath = resumePath
+        for epoch in startEpoch..<spec.epochs {
+            var window = (loss: 0.0, count: 0, images: 0, start: Date(), wait: loader.waitSeconds)
+            var epochLoss = 0.0, epochCount = 0
+            var gradNorm: Float = 0
+            var lr = 0.0
+            let batches = loader.epoch(epoch)
+            model.zeroGrad()
+            var i = 0
+            while let batch = batches.next() {
+                let it = epoch * iters + i
+                if i % spec.accumIter == 0 {
+                    lr = spec.schedule.style == .mae
+                        ? schedule.value(step: it, itersPerEpoch: iters)
+                        : schedule.value(step: it / spec.accumIter, itersPerEpoch: iters / spec.accumIter)
+                }
+                let ctx = Context(training: true, rng: modelRNG(it))
+                let loss: Tensor
+                if let mixup {
+                    var r = mixRNG(it)
+                    let targets = try mixup.apply(images: batch.images, labels: batch.labels, rng: &r)
+                    loss = crossEntropy(trainLogits(batch.images, ctx: ctx), softTargets: targets)
+                } else {
+                    loss = crossEntropy(trainLogits(batch.images, ctx: ctx), labels: batch.labels, smoothing: Float(a.smoothing))
+                }
+                let lossValue = Double(loss.item)
+                guard lossValue.isFinite else {
+                    Autograd.reset()
+                    progress.clear()
+                    throw TrainingError(description: "tessera: loss is \(lossValue) at epoch \(epoch), iteration \(it); stopped. "
+                                        + "Last good checkpoint: \(lastCheckpointPath ?? "none")")
+                }
+                (spec.accumIter > 1 ? loss * (1 / Float(spec.accumIter)) : loss).backward()
+                if (i + 1) % spec.accumIter == 0 {
+                    gradNorm = clipGradNorm(groups, maxNorm: spec.optim.clipGrad.map(Float.init))
+                    opt.step(lr: Float(lr), weightDecay: nil)
+                    model.zeroGrad()
+                }
+                window.loss += lossValue; window.count += 1; window.images += batch.images.shape[0]
+                epochLoss += lossValue; epochCount += 1
+                totalImages += batch.images.shape[0]
+                i += 1
+                if i % max(spec.log.every, 1) == 0 || i == iters {
+                    let dt = Date().timeIntervalSince(window.start)
+                    let wait = loader.waitSeconds - window.wait
+                    let ips = Double(window.images) / max(dt, 1e-9)
+                    run.logMetrics([("epoch", epoch), ("step", it + 1), ("lr", lr), ("loss", window.loss / Double(window.count)),
+                                    ("grad_norm", Double(gradNorm)), ("images_per_s", ips), ("data_wait", wait / max(dt, 1e-9))])
+                    let remaining = Double((spec.epochs - epoch) * iters - i) * Double(spec.batchSize) / max(ips, 1e-9)
+                    progress.show(epoch: epoch, epochs: spec.epochs, step: i, total: iters, loss: window.loss / Double(window.count),
+                                  imagesPerSecond: ips, eta: remaining)
+                    if !progress.enabled && echo {
+                        print(String(format: "epoch %d step %d/%d  loss %.4f  lr %.3e  grad %.3f  %.0f img/s", epoch, i, iters,
+                                     window.loss / Double(window.count), lr, Double(gradNorm), ips))
+                    }
+                    window = (0, 0, 0, Date(), loader.waitSeconds)
+                }
+            }
+            progress.clear()
+            lastEpochLoss = epochLoss / Double(max(epochCount, 1))
+            let step = (epoch + 1) * iters
+            let ck = checkpoint(opt, epoch: epoch + 1, step: step)
+            let evalNow = epoch + 1 == spec.epochs || (spec.eval.every > 0 && (epoch + 1) % spec.eval.every == 0)
+            var improved = false
+            if evalNow {
+                let r = try evaluate()
+                last = r
+                run.logMetrics([("epoch", epoch), ("step", step), ("val_top1", r.top1), ("val_top5", r.top5), ("val_loss", r.loss)])
+                if r.top1 > best {
+                    best = r.top1
+                    improved = true
+                }
+                run.log(String(format: "epoch %d done: train loss %.5f, val top-1 %.2f%%, top-5 %.2f%% (best %.2f%%)",
+                               epoch, lastEpochLoss, r.top1, r.top5, best), echo: echo)
+            } else {
+                run.log(String(format: "epoch %d done: train loss %.5f", epoch, lastEpochLoss), echo: echo)
+            }
+            if improved { try ck.write(to: run.file("checkpoint-best.h5")) }
+            if spec.checkpoint.keepLast {
+                try ck.write(to: run.lastCheckpoint)
+                lastCheckpointPath = run.lastCheckpoint
+            }
+            if spec.checkpoint.every > 0 && (epoch + 1) % spec.checkpoint.every == 0 && epoch + 1 != spec.epochs {
+                try ck.write(to: run.file("checkpoint-\(epoch + 1).h5"))
+            }
+        }
+        // A run resumed after its last epoch still reports an evaluation.
+        let final = try last ?? evaluate()
+        if best < 0 { best = final.top1 }
+        let seconds = Date().timeIntervalSince(started)
+        let ips = Double(totalImages) / max(Date().timeIntervalSince(computeStart), 1e-9)
+        let summary = DownstreamSummary(runDir: run.path, task: task, epochs: spec.epochs, steps: spec.epochs * iters,
+                                        finalLoss: lastEpochLoss, top1: final.top1, top5: final.top5, bestTop1: best,
+                                        imagesPerSecond: ips, seconds: seconds)
+        try run.write("summary.json", jsonObject([
+            "task": task, "method": spec.model.method.rawValue, "epochs": spec.epochs, "steps": summary.steps,
+            "top1": final.top1, "top5": final.top5, "best_top1": best, "final_loss": lastEpochLoss,
+            "images_per_s": ips, "seconds": seconds, "parameters": model.parameterCount, "trained_parameters": trainable,
+            "num_classes": numClasses, "init": spec.initCheckpoint ?? "", "pool": model.pool.rawValue,
+        ]))
+        if spec.log.pictures { try? Pictures.curves(metrics: run.file("metrics.jsonl"), to: run.file("curves.png")) }
+        run.closeLogs()
+        return summary
+    }
+}
