@@ -256,31 +256,9 @@ public final class DownstreamRunner {
             throw TrainingError(description: "tessera: mixup/cutmix needs an even batch_size, got \(spec.batchSize)")
         }
 
-        // Resume.
-        var startEpoch = 0
-        var best = -1.0
-        let resumePath: String?
-        switch spec.resume {
-        case .none: resumePath = nil
-        case .auto: resumePath = FileManager.default.fileExists(atPath: run.lastCheckpoint) ? run.lastCheckpoint : nil
-        case .path(let p): resumePath = p
-        }
-        if let resumePath {
-            let ck = try Checkpoint.read(resumePath)
-            try model.load(state: ck.params, strict: true)
-            try opt.loadState(ck.optimizer)
-            opt.steps = ck.optimizerSteps
-            startEpoch = ck.epoch
-            if !FileManager.default.fileExists(atPath: run.file("config.yaml")) {
-                try run.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides)
-            }
-            try run.truncateMetrics(toStep: ck.step)
-            best = bestFromMetrics() ?? -1
-            run.log("resumed from \(resumePath) at epoch \(ck.epoch) (iteration \(ck.step))", echo: echo)
-        } else {
-            try run.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides)
-            try run.truncateMetrics(toStep: 0)
-        }
+        let resumed = try resumeOrStart(spec: spec, run: run, model: model, optimizer: opt, overrides: overrides, echo: echo)
+        let startEpoch = resumed.epoch, resumePath = resumed.path
+        var best = resumePath != nil ? bestFromMetrics() ?? -1 : -1.0
         let trainable = groups.reduce(0) { $0 + $1.params.reduce(0) { $0 + $1.tensor.count } }
         run.log("\(spec.name): \(task) \(spec.model.method.rawValue) \(spec.model.arch.rawValue), pool \(model.pool.rawValue), "
                 + "\(model.parameterCount) parameters (\(trainable) trained), \(numClasses) classes, init \(spec.initCheckpoint ?? "random"), "

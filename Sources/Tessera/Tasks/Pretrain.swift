@@ -61,31 +61,8 @@ public final class PretrainRunner {
             throw TrainingError(description: "tessera: data set of \(dataset.count) images gives \(iters) batches of \(spec.batchSize) per epoch, fewer than accum_iter \(spec.accumIter)")
         }
 
-        // Resume.
-        var startEpoch = 0
-        let resumePath: String?
-        switch spec.resume {
-        case .none: resumePath = nil
-        case .auto: resumePath = FileManager.default.fileExists(atPath: run.lastCheckpoint) ? run.lastCheckpoint : nil
-        case .path(let p): resumePath = p
-        }
-        if let resumePath {
-            let ck = try Checkpoint.read(resumePath)
-            try model.load(state: ck.params, strict: true)
-            try opt.loadState(ck.optimizer)
-            opt.steps = ck.optimizerSteps
-            startEpoch = ck.epoch
-            // A fresh directory resumed from an explicit checkpoint still records its config and metadata.
-            if !FileManager.default.fileExists(atPath: run.file("config.yaml")) {
-                try run.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides)
-            }
-            try run.truncateMetrics(toStep: ck.step)
-            run.log("resumed from \(resumePath) at epoch \(ck.epoch) (iteration \(ck.step))", echo: echo)
-        } else {
-            try run.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides)
-            // A run killed before its first checkpoint starts again from step 0: drop its metric lines.
-            try run.truncateMetrics(toStep: 0)
-        }
+        let resumed = try resumeOrStart(spec: spec, run: run, model: model, optimizer: opt, overrides: overrides, echo: echo)
+        let startEpoch = resumed.epoch, resumePath = resumed.path
         run.log("\(spec.name): \(spec.model.method.rawValue) \(spec.model.arch.rawValue), \(model.parameterCount) parameters, "
                 + "\(dataset.count) images, \(iters) iterations per epoch; \(spec.summaryLine())", echo: echo)
 
