@@ -5,19 +5,7 @@ import TesseraConfig
 import TesseraCore
 
 /// Linear probing and fine-tuning on a tiny ViT over a slice of Fashion-MNIST.
-final class DownstreamTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tessera-downstream-\(getpid())-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        if let scratch { try? FileManager.default.removeItem(at: scratch) }
-    }
-
+final class DownstreamTests: ScratchTestCase {
     private func yaml(name: String, task: String, extra: String = "") -> String {
         """
         name: \(name)

@@ -6,19 +6,7 @@ import TesseraCore
 import TesseraHDF5
 
 /// The k-NN protocol: DINO's weighted vote, its PyTorch reference, and the `knn` runner end to end.
-final class KNNTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tessera-knn-\(getpid())-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        if let scratch { try? FileManager.default.removeItem(at: scratch) }
-    }
-
+final class KNNTests: ScratchTestCase {
     /// Unit vectors at the given angles (degrees), as [count, 2].
     private func circle(_ degrees: [Double]) -> Tensor {
         Tensor(degrees.flatMap { d -> [Float] in

@@ -6,19 +6,7 @@ import TesseraCore
 import TesseraHDF5
 
 /// The pre-training runner, checkpoints and `tessera step` on tiny models.
-final class RunnerTests: XCTestCase {
-    private var scratch: URL!
-
-    override func setUpWithError() throws {
-        scratch = FileManager.default.temporaryDirectory
-            .appendingPathComponent("tessera-runner-\(getpid())-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        if let scratch { try? FileManager.default.removeItem(at: scratch) }
-    }
-
+final class RunnerTests: ScratchTestCase {
     // MARK: helpers
 
     /// A pre-training config small enough to run a few epochs in well under a second each:

@@ -1,0 +1,39 @@
+/// The `model` and `data` sections of a tiny MAE (width 32, one block) on the first 256 Fashion-MNIST
+/// images padded to 32×32: small enough that an epoch takes well under a second in release.
+let tinyMAEModelAndData = """
+    model:
+      method: mae
+      arch: custom
+      width: 32
+      depth: 1
+      heads: 2
+      patch_size: 4
+      img_size: 32
+      decoder: {width: 16, depth: 1, heads: 2}
+      mask_ratio: 0.75
+    data:
+      dataset: fashion-mnist
+      input_size: 32
+      pad_to: 32
+      limit: 256
+      mean: [0.286, 0.286, 0.286]
+      std: [0.353, 0.353, 0.353]
+    """
+
+import Foundation
+import XCTest
+
+/// A test case with a fresh temporary directory per test (`scratch`), removed afterwards.
+class ScratchTestCase: XCTestCase {
+    var scratch: URL!
+
+    override func setUpWithError() throws {
+        scratch = FileManager.default.temporaryDirectory
+            .appendingPathComponent("tessera-\(type(of: self))-\(getpid())-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        if let scratch { try? FileManager.default.removeItem(at: scratch) }
+    }
+}
