@@ -26,7 +26,20 @@ case "$1" in
   test)
     shift
     swift build "${BUILD_FLAGS[@]}" -j "$JOBS" --build-tests >&2
-    exec swift test "${BUILD_FLAGS[@]}" -j "$JOBS" --skip-build "$@"
+    # The suite is XCTest only; Swift Testing would end the output with an empty "0 tests" run.
+    log=$(mktemp)
+    set +e
+    swift test "${BUILD_FLAGS[@]}" -j "$JOBS" --skip-build --disable-swift-testing "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    summary=$(grep -E "Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1 || true)
+    rm -f "$log"
+    if [ -n "$summary" ]; then
+      total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+      failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+      echo "tests: $((total - failed)) passed, $failed failed"
+    fi
+    exit "$rc"
     ;;
   *.yaml|*.yml)
     build
