@@ -49,6 +49,12 @@ final class OptimizerTests: XCTestCase {
             XCTAssertEqual(m.value(step: i, itersPerEpoch: 4), mae[i], accuracy: 1e-15, "mae step \(i)")
             XCTAssertEqual(b.value(step: i, itersPerEpoch: 4), beit[i], accuracy: 1e-15, "beit step \(i)")
         }
+        // With 2 iterations per update over 8 iterations per epoch: MAE reads the iteration's epoch
+        // fraction, BEiT's array (4 updates per epoch) is indexed by update.
+        for it in 0..<40 {
+            XCTAssertEqual(m.value(iteration: it, itersPerEpoch: 8, accumIter: 2), m.value(step: it, itersPerEpoch: 8))
+            XCTAssertEqual(b.value(iteration: it, itersPerEpoch: 8, accumIter: 2), beit[it / 2], accuracy: 1e-15, "beit iteration \(it)")
+        }
     }
 
     func testLayerDecayScales() {

@@ -10,6 +10,14 @@ public enum LRSchedule: Sendable, Equatable {
     case beit(base: Double, final: Double, warmupEpochs: Int, epochs: Int)
     case constant(Double)
 
+    /// The learning rate for training iteration `iteration` (0-based, `iters` per epoch) when
+    /// `accumIter` iterations make one update: the MAE style reads the fractional epoch of the
+    /// iteration, the BEiT array is indexed by update.
+    public func value(iteration it: Int, itersPerEpoch iters: Int, accumIter: Int) -> Double {
+        if case .beit = self { return value(step: it / accumIter, itersPerEpoch: iters / accumIter) }
+        return value(step: it, itersPerEpoch: iters)
+    }
+
     /// The learning rate at global iteration `step` (0-based) with `iters` iterations per epoch.
     public func value(step: Int, itersPerEpoch iters: Int) -> Double {
         switch self {

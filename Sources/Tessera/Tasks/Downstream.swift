@@ -281,9 +281,7 @@ public final class DownstreamRunner {
             while let batch = batches.next() {
                 let it = epoch * iters + i
                 if i % spec.accumIter == 0 {
-                    lr = spec.schedule.style == .mae
-                        ? schedule.value(step: it, itersPerEpoch: iters)
-                        : schedule.value(step: it / spec.accumIter, itersPerEpoch: iters / spec.accumIter)
+                    lr = schedule.value(iteration: it, itersPerEpoch: iters, accumIter: spec.accumIter)
                 }
                 let ctx = Context(training: true, rng: modelRNG(it))
                 let loss: Tensor

@@ -69,7 +69,8 @@ public final class PretrainRunner {
         let progress = ProgressLine()
         var iterationsThisCall = 0
         var lastEpochLoss = Double.nan
-        var totalImages = 0, totalComputeStart = Date()
+        var totalImages = 0
+        let totalComputeStart = Date()
         let waitAtStart = loader.waitSeconds
         var lastCheckpointPath = resumePath
         for epoch in startEpoch..<spec.epochs {
@@ -85,10 +86,7 @@ public final class PretrainRunner {
             while let batch = batches.next() {
                 let it = epoch * iters + i
                 if i % spec.accumIter == 0 {
-                    let update = it / spec.accumIter
-                    lr = spec.schedule.style == .mae
-                        ? schedule.value(step: it, itersPerEpoch: iters)
-                        : schedule.value(step: update, itersPerEpoch: iters / spec.accumIter)
+                    lr = schedule.value(iteration: it, itersPerEpoch: iters, accumIter: spec.accumIter)
                 }
                 let ctx = Context(training: true, rng: modelRNG(it))
                 let out = model.forward(images: batch.images, noise: nil, ctx: ctx)
@@ -169,8 +167,6 @@ public final class PretrainRunner {
         ]))
         if spec.log.pictures { try? Pictures.curves(metrics: run.file("metrics.jsonl"), to: run.file("curves.png")) }
         run.closeLogs()
-        _ = totalComputeStart
-        totalComputeStart = Date()
         return summary
     }
 
