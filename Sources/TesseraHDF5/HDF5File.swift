@@ -222,13 +222,7 @@ public final class HDF5File: @unchecked Sendable {
     /// Reads a numeric dataset converted to Float into `into`, which must hold exactly `count`
     /// elements; throws if the dataset's element count differs.
     public func readFloats(_ name: String, into: UnsafeMutablePointer<Float>, count: Int) throws {
-        let name = Self.normalized(name)
-        let action = "read dataset '\(name)' from \(path)"
-        try withHDF5 {
-            let fid = try openFileID(action: action, name: name, forWriting: false)
-            let dset = try openDataset(fid, name, action: action)
-            defer { H5Dclose(dset) }
-            let shape = try datasetShape(dset, name: name, action: action)
+        try withDataset(name) { dset, shape, name, action in
             let n = shape.reduce(1, *)
             guard n == count else {
                 throw failure(action, name, "dataset has \(n) elements (shape \(shape)), but the destination holds \(count)")
@@ -269,13 +263,7 @@ public final class HDF5File: @unchecked Sendable {
 
     /// Reads a string dataset holding one string (scalar or one element), fixed or variable length.
     public func readString(_ name: String) throws -> String {
-        let name = Self.normalized(name)
-        let action = "read dataset '\(name)' from \(path)"
-        return try withHDF5 {
-            let fid = try openFileID(action: action, name: name, forWriting: false)
-            let dset = try openDataset(fid, name, action: action)
-            defer { H5Dclose(dset) }
-            let shape = try datasetShape(dset, name: name, action: action)
+        try withDataset(name) { dset, shape, name, action in
             guard shape.reduce(1, *) == 1 else {
                 throw failure(action, name, "expected a single string, but the dataset has shape \(shape)")
             }
@@ -289,14 +277,7 @@ public final class HDF5File: @unchecked Sendable {
 
     /// The dataset's shape ([] for a scalar).
     public func shape(of name: String) throws -> [Int] {
-        let name = Self.normalized(name)
-        let action = "read the shape of dataset '\(name)' in \(path)"
-        return try withHDF5 {
-            let fid = try openFileID(action: action, name: name, forWriting: false)
-            let dset = try openDataset(fid, name, action: action)
-            defer { H5Dclose(dset) }
-            return try datasetShape(dset, name: name, action: action)
-        }
+        try withDataset(name, verb: "read the shape of dataset", preposition: "in") { _, shape, _, _ in shape }
     }
 
     /// True if `name` exists (a dataset or a group; "" is the root group). False on a closed file.
@@ -565,15 +546,23 @@ public final class HDF5File: @unchecked Sendable {
         }
     }
 
-    private func readNumeric<T>(_ rawName: String, memType: hid_t, allowFloat: Bool,
-                                fromInt: (Int64) -> T) throws -> (values: [T], shape: [Int]) {
+    /// Opens dataset `rawName` for reading under the library lock and runs `body` with it, its shape,
+    /// the normalised name and the action text for error messages ("<verb> '<name>' <preposition> <path>").
+    private func withDataset<R>(_ rawName: String, verb: String = "read dataset", preposition: String = "from",
+                                _ body: (_ dset: hid_t, _ shape: [Int], _ name: String, _ action: String) throws -> R) throws -> R {
         let name = Self.normalized(rawName)
-        let action = "read dataset '\(name)' from \(path)"
+        let action = "\(verb) '\(name)' \(preposition) \(path)"
         return try withHDF5 {
             let fid = try openFileID(action: action, name: name, forWriting: false)
             let dset = try openDataset(fid, name, action: action)
             defer { H5Dclose(dset) }
-            let shape = try datasetShape(dset, name: name, action: action)
+            return try body(dset, try datasetShape(dset, name: name, action: action), name, action)
+        }
+    }
+
+    private func readNumeric<T>(_ rawName: String, memType: hid_t, allowFloat: Bool,
+                                fromInt: (Int64) -> T) throws -> (values: [T], shape: [Int]) {
+        try withDataset(rawName) { dset, shape, name, action in
             let n = shape.reduce(1, *)
             let ftype = H5Dget_type(dset)
             defer { H5Tclose(ftype) }
