@@ -111,8 +111,23 @@ struct Prepare: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print benchmark tables.")
 
-    @Argument(help: "What to measure: ops (tensor core), data (JPEG decode + augment).")
+    @Argument(help: "What to measure: ops (tensor core), data (JPEG decode + augment), train (MAE training beside PyTorch).")
     var what: String
+
+    @Option(help: "For `train`: comma-separated models, tiny32 (ViT-Tiny, 32 px, patch 4, batch 128) and vits16 (ViT-S/16, 224 px, batch 32).")
+    var model: String = "tiny32,vits16"
+
+    @Option(help: "For `train`: untimed warm-up steps (torch.compile compiles in these).")
+    var warmup: Int = 3
+
+    @Option(help: "For `train`: rounds; each runs Tessera, PyTorch eager and torch.compile in turn.")
+    var rounds: Int = 2
+
+    @Flag(help: "For `train`: do not run PyTorch.")
+    var noTorch = false
+
+    @Option(help: .hidden)
+    var only: String?
 
     @Option(help: "For `data`: a folder of JPEGs (default: ~500x375 images made from scikit-image photos).")
     var images: String?
@@ -131,8 +146,18 @@ struct Bench: ParsableCommand {
             print(OpsBenchmark.report(s, reps: reps, torchActivationBytes: torchBlockActivationBytes(s)))
         case "data":
             print(benchmarkDecodeAugment(imageDir: images))
+        case "train":
+            let presets = try model.split(separator: ",").map { try TrainBenchmark.preset(String($0)) }
+            if only == "tessera" {
+                // One measurement in this (fresh) process, as a JSON line for the parent's table.
+                for p in presets { print(try TrainBenchmark.measureTessera(p, steps: reps, warmup: warmup).json) }
+                return
+            }
+            let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("tools/bench_torch_mae.py").path
+            print(TrainBenchmark.report(presets: presets, steps: reps, warmup: warmup, rounds: rounds, withTorch: !noTorch,
+                                        executable: CommandLine.arguments[0], torchScript: script))
         default:
-            throw ValidationError("unknown benchmark '\(what)'; choose ops or data")
+            throw ValidationError("unknown benchmark '\(what)'; choose ops, data or train")
         }
     }
 }

@@ -1,0 +1,213 @@
+import Foundation
+import TesseraConfig
+import TesseraCore
+
+/// `tessera bench train`: MAE pre-training throughput and peak memory of Tessera beside PyTorch
+/// (eager and torch.compile, through tools/bench_torch_mae.py) on the same model, batch and
+/// optimizer, measured in one run. Every measurement runs in a fresh process so that peak memory
+/// is comparable: the growth of the peak resident set over the size just before the model is built.
+public enum TrainBenchmark {
+    /// A benchmark model: MAE with the given encoder and decoder, AdamW (0.9, 0.95), wd 0.05.
+    public struct Preset: Sendable {
+        public let name: String
+        public let width, depth, heads, img, patch, decWidth, decDepth, decHeads, batch: Int
+
+        var yaml: String {
+            """
+            name: bench_\(name)
+            task: pretrain
+            batch_size: \(batch)
+            epochs: 1
+            model: {method: mae, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
+                    decoder: {width: \(decWidth), depth: \(decDepth), heads: \(decHeads)}, mask_ratio: 0.75, norm_pix_loss: true}
+            data: {dataset: fashion-mnist}
+            optim: {name: adamw, lr: 1.0e-4, weight_decay: 0.05, betas: [0.9, 0.95]}
+            log: {pictures: false}
+            """
+        }
+
+        var torchArguments: [String] {
+            ["--width", "\(width)", "--depth", "\(depth)", "--heads", "\(heads)", "--img", "\(img)", "--patch", "\(patch)",
+             "--dec-width", "\(decWidth)", "--dec-depth", "\(decDepth)", "--dec-heads", "\(decHeads)", "--batch", "\(batch)"]
+        }
+
+        /// Multiply-adds ×2 of one training image (forward + backward ≈ 3 × forward) in the linear
+        /// layers, patch embedding and attention products; element-wise work is not counted.
+        public var flopsPerImage: Double {
+            let l = (img / patch) * (img / patch)
+            let visible = l - Int(Double(l) * 0.75) + 1
+            func blocks(_ tokens: Int, _ d: Int, _ n: Int) -> Double {
+                let linear = 2.0 * Double(tokens) * Double(12 * d * d)
+                let attention = 4.0 * Double(tokens * tokens * d)
+                return Double(n) * (linear + attention)
+            }
+            let embed = 2.0 * Double(l * patch * patch * 3 * width)
+            let decoderEmbed = 2.0 * Double(visible * width * decWidth)
+            let pred = 2.0 * Double((l + 1) * decWidth * patch * patch * 3)
+            let forward = embed + blocks(visible, width, depth) + decoderEmbed + blocks(l + 1, decWidth, decDepth) + pred
+            return 3 * forward
+        }
+    }
+
+    public static let presets: [Preset] = [
+        Preset(name: "tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, decWidth: 128, decDepth: 2, decHeads: 4, batch: 128),
+        Preset(name: "vits16", width: 384, depth: 12, heads: 6, img: 224, patch: 16, decWidth: 512, decDepth: 8, decHeads: 16, batch: 32),
+    ]
+
+    public static func preset(_ name: String) throws -> Preset {
+        guard let p = presets.first(where: { $0.name == name }) else {
+            throw ValidationFailure(description: "tessera: unknown benchmark model '\(name)'; choose \(presets.map(\.name).joined(separator: ", "))")
+        }
+        return p
+    }
+
+    public struct ValidationFailure: Error, CustomStringConvertible { public let description: String }
+
+    /// One measurement: images per second over the timed steps and peak memory growth.
+    public struct Measurement: Sendable {
+        public var imagesPerSecond: Double
+        public var stepSeconds: [Double]
+        public var peakBytes: Int
+        public var threads: Int
+
+        public var json: String {
+            let steps = stepSeconds.map { String(format: "%.5f", $0) }.joined(separator: ", ")
+            return "{\"images_per_s\": \(imagesPerSecond), \"step_seconds\": [\(steps)], \"peak_bytes\": \(peakBytes), \"threads\": \(threads)}"
+        }
+
+        init(imagesPerSecond: Double, stepSeconds: [Double], peakBytes: Int, threads: Int) {
+            self.imagesPerSecond = imagesPerSecond; self.stepSeconds = stepSeconds; self.peakBytes = peakBytes; self.threads = threads
+        }
+
+        init?(json line: String) {
+            guard let d = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let ips = d["images_per_s"] as? Double, let peak = d["peak_bytes"] as? Int else { return nil }
+            self.init(imagesPerSecond: ips, stepSeconds: d["step_seconds"] as? [Double] ?? [], peakBytes: peak,
+                      threads: d["threads"] as? Int ?? 0)
+        }
+    }
+
+    static func residentBytes() -> Int {
+        guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        let fields = s.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+
+    static func peakResidentBytes() -> Int {
+        var u = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &u)
+        return u.ru_maxrss * 1024
+    }
+
+    /// Trains the preset in this process on fixed synthetic images: `warmup` untimed steps, then
+    /// `steps` timed ones (forward, backward, AdamW update, zeroing the gradients).
+    public static func measureTessera(_ p: Preset, steps: Int, warmup: Int) throws -> Measurement {
+        let spec = try ConfigLoader.load(yaml: p.yaml, file: "bench_\(p.name).yaml", checkPaths: false)
+        let base = residentBytes()
+        var rng = RandomGenerator(seed: 0)
+        let model = try Registry.method(spec.model.method.rawValue).build(spec, &rng)
+        let groups = OptimBuilder.pretrainGroups(spec, model)
+        let opt = OptimBuilder.optimizer(spec, groups)
+        let images = Tensor.randn([p.batch, 3, p.img, p.img], rng: &rng)
+        var times: [Double] = []
+        for i in 0..<(warmup + steps) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let out = model.forward(images: images, noise: nil, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))))
+            out.loss.backward()
+            opt.step(lr: 1e-4, weightDecay: nil)
+            model.zeroGrad()
+            if i >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9) }
+        }
+        return Measurement(imagesPerSecond: Double(p.batch * times.count) / times.reduce(0, +), stepSeconds: times,
+                           peakBytes: peakResidentBytes() - base, threads: Parallel.threads)
+    }
+
+    /// Runs a command and parses the last line of its output as a measurement; nil (with the reason
+    /// in `note`) when it fails.
+    static func runMeasurement(_ executable: String, _ arguments: [String], note: inout String) -> Measurement? {
+        let proc = Process()
+        proc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        proc.arguments = [executable] + arguments
+        let out = Pipe(), err = Pipe()
+        proc.standardOutput = out
+        proc.standardError = err
+        do { try proc.run() } catch { note = "\(executable) could not start: \(error)"; return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errData = err.fileHandleForReading.readDataToEndOfFile()
+        proc.waitUntilExit()
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+        if proc.terminationStatus == 0, let last = lines.last, let m = Measurement(json: String(last)) { return m }
+        let errLines = String(decoding: errData, as: UTF8.self).split(separator: "\n")
+        note = "\(executable) \(arguments.first ?? ""): exit \(proc.terminationStatus); \(errLines.last.map(String.init) ?? "no output")"
+        return nil
+    }
+
+    static func pad(_ s: String, _ n: Int, left: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, n - s.count))
+        return left ? fill + s : s + fill
+    }
+
+    /// Whether python3 can import torch.
+    static func torchAvailable() -> Bool {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", "import torch"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch { return false }
+        p.waitUntilExit()
+        return p.terminationStatus == 0
+    }
+
+    /// The comparison table: for each preset and round, Tessera (a child process running
+    /// `self bench train --only tessera`), then PyTorch eager, then torch.compile.
+    public static func report(presets: [Preset], steps: Int, warmup: Int, rounds: Int, withTorch: Bool,
+                              executable: String, torchScript: String) -> String {
+        let torch = withTorch && FileManager.default.fileExists(atPath: torchScript) && torchAvailable()
+        let frameworks = torch ? ["tessera", "torch eager", "torch compile"] : ["tessera"]
+        var lines = ["MAE pre-training step (forward, backward, AdamW), synthetic images, \(Parallel.threads) threads; "
+                     + "\(steps) timed steps after \(warmup) warm-up, \(rounds) round(s) run in turn"]
+        if !torch { lines.append("(PyTorch not measured: \(withTorch ? "python3 with torch or \(torchScript) not found" : "--no-torch"))") }
+        lines.append("")
+        lines.append("model    framework        img/s per round        best img/s  GFLOP/s  peak MiB   ×eager  ×compile")
+        for p in presets {
+            var results: [String: [Measurement]] = [:]
+            var notes: [String] = []
+            for _ in 0..<rounds {
+                for f in frameworks {
+                    var note = ""
+                    let m: Measurement?
+                    if f == "tessera" {
+                        m = runMeasurement(executable, ["bench", "train", "--model", p.name, "--reps", "\(steps)", "--warmup", "\(warmup)",
+                                                        "--only", "tessera"], note: &note)
+                    } else {
+                        m = runMeasurement("python3", [torchScript] + p.torchArguments
+                                           + ["--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(Parallel.threads)",
+                                              "--mode", f == "torch eager" ? "eager" : "compile"], note: &note)
+                    }
+                    if let m { results[f, default: []].append(m) } else { notes.append("\(f): \(note)") }
+                }
+            }
+            func best(_ f: String) -> Double? { results[f]?.map(\.imagesPerSecond).max() }
+            for f in frameworks {
+                guard let ms = results[f], let b = best(f) else {
+                    lines.append(pad(p.name, 9) + pad(f, 17) + "failed")
+                    continue
+                }
+                let perRound = ms.map { String(format: "%.1f", $0.imagesPerSecond) }.joined(separator: " ")
+                let peak = Double(ms.map(\.peakBytes).max() ?? 0) / 1_048_576
+                let vsEager = best("torch eager").map { String(format: "%.2f", b / $0) } ?? "-"
+                let vsCompile = best("torch compile").map { String(format: "%.2f", b / $0) } ?? "-"
+                lines.append(pad(p.name, 9) + pad(f, 17) + pad(perRound, 23)
+                             + String(format: "%10.1f  %7.1f  %8.1f  ", b, b * p.flopsPerImage / 1e9, peak)
+                             + pad(vsEager, 7, left: true) + "  " + pad(vsCompile, 8, left: true))
+            }
+            for n in notes { lines.append("  note: \(n)") }
+        }
+        lines.append("")
+        lines.append("GFLOP/s counts linear, patch-embedding and attention products only (3 × forward). Peak MiB: growth of the")
+        lines.append("process's peak resident set over its size before the model is built; each measurement is a fresh process.")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,134 @@
+"""PyTorch side of `tessera bench train`: times MAE pre-training steps (forward, backward, AdamW) of
+the official MAE model structure on synthetic images, eager or torch.compile, and prints one JSON line
+  {"images_per_s": ..., "step_seconds": [...], "peak_bytes": ..., "threads": ...}
+peak_bytes is the growth of the process's peak resident set over its size just before the model is
+built (so the PyTorch libraries themselves are not counted), the same measure Tessera reports.
+
+Usage: python3 tools/bench_torch_mae.py --width 192 --depth 12 --heads 3 --img 32 --patch 4 \
+         --dec-width 128 --dec-depth 2 --dec-heads 4 --batch 128 --steps 10 --warmup 3 --mode eager
+"""
+import argparse
+import json
+import resource
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+class Block(nn.Module):
+    """Pre-norm ViT block with fused qkv, as timm's Block used by the MAE code (fused SDPA attention)."""
+
+    def __init__(self, d, h):
+        super().__init__()
+        self.h = h
+        self.norm1 = nn.LayerNorm(d, eps=1e-6)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.norm2 = nn.LayerNorm(d, eps=1e-6)
+        self.fc1 = nn.Linear(d, 4 * d)
+        self.fc2 = nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+        x = x + self.proj(y)
+        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+
+
+class MAE(nn.Module):
+    def __init__(self, a):
+        super().__init__()
+        self.p = a.patch
+        g = a.img // a.patch
+        self.L = g * g
+        self.patch_embed = nn.Conv2d(3, a.width, a.patch, a.patch)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, a.width))
+        self.register_buffer("pos_embed", torch.randn(1, self.L + 1, a.width) * 0.02)
+        self.blocks = nn.ModuleList(Block(a.width, a.heads) for _ in range(a.depth))
+        self.norm = nn.LayerNorm(a.width, eps=1e-6)
+        self.decoder_embed = nn.Linear(a.width, a.dec_width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, a.dec_width))
+        self.register_buffer("decoder_pos_embed", torch.randn(1, self.L + 1, a.dec_width) * 0.02)
+        self.decoder_blocks = nn.ModuleList(Block(a.dec_width, a.dec_heads) for _ in range(a.dec_depth))
+        self.decoder_norm = nn.LayerNorm(a.dec_width, eps=1e-6)
+        self.decoder_pred = nn.Linear(a.dec_width, a.patch * a.patch * 3)
+        self.mask_ratio = a.mask_ratio
+
+    def patchify(self, imgs):
+        b, c, hh, ww = imgs.shape
+        p, h, w = self.p, hh // self.p, ww // self.p
+        x = imgs.reshape(b, c, h, p, w, p)
+        return torch.einsum("nchpwq->nhwpqc", x).reshape(b, h * w, p * p * c)
+
+    def forward(self, imgs, noise):
+        b = imgs.shape[0]
+        x = self.patch_embed(imgs).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]
+        keep = int(self.L * (1 - self.mask_ratio))
+        ids_shuffle = torch.argsort(noise, dim=1)
+        ids_restore = torch.argsort(ids_shuffle, dim=1)
+        ids_keep = ids_shuffle[:, :keep]
+        x = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+        mask = torch.ones(b, self.L)
+        mask[:, :keep] = 0
+        mask = torch.gather(mask, 1, ids_restore)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
+        x = torch.cat([cls, x], 1)
+        for blk in self.blocks:
+            x = blk(x)
+        x = self.decoder_embed(self.norm(x))
+        mt = self.mask_token.expand(b, self.L + 1 - x.shape[1], -1)
+        y = torch.cat([x[:, 1:], mt], 1)
+        y = torch.gather(y, 1, ids_restore.unsqueeze(-1).expand(-1, -1, x.shape[2]))
+        x = torch.cat([x[:, :1], y], 1) + self.decoder_pos_embed
+        for blk in self.decoder_blocks:
+            x = blk(x)
+        pred = self.decoder_pred(self.decoder_norm(x))[:, 1:]
+        target = self.patchify(imgs)
+        mean = target.mean(dim=-1, keepdim=True)
+        var = target.var(dim=-1, keepdim=True)
+        target = (target - mean) / (var + 1e-6) ** 0.5
+        loss = ((pred - target) ** 2).mean(dim=-1)
+        return (loss * mask).sum() / mask.sum()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for k, v in [("width", 192), ("depth", 12), ("heads", 3), ("img", 32), ("patch", 4), ("dec-width", 128),
+                 ("dec-depth", 2), ("dec-heads", 4), ("batch", 128), ("steps", 10), ("warmup", 3), ("threads", 2)]:
+        ap.add_argument("--" + k, type=int, default=v)
+    ap.add_argument("--mask-ratio", type=float, default=0.75)
+    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    base = rss_bytes()
+    model = MAE(a)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
+    fwd = torch.compile(model) if a.mode == "compile" else model
+    imgs = torch.randn(a.batch, 3, a.img, a.img)
+    L = (a.img // a.patch) ** 2
+    times = []
+    for i in range(a.warmup + a.steps):
+        noise = torch.rand(a.batch, L)
+        t0 = time.perf_counter()
+        loss = fwd(imgs, noise)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"images_per_s": a.batch * len(times) / sum(times), "step_seconds": times,
+                      "peak_bytes": peak - base, "threads": torch.get_num_threads(), "loss": float(loss.detach())}))
+
+
+if __name__ == "__main__":
+    main()
