@@ -32,11 +32,35 @@ final class KernelAccuracyTests: XCTestCase {
             worstGelu = max(worstGelu, abs(Double(Kernels.gelu(x)) - xd * cdf))
             let pdf = Foundation.exp(-xd * xd / 2) / (2 * Double.pi).squareRoot()
             worstDerivative = max(worstDerivative, abs(Double(Kernels.geluDerivative(x)) - (cdf + xd * pdf)))
+            let (v, dv) = Kernels.geluWithDerivative(x)
+            worstGelu = max(worstGelu, abs(Double(v) - xd * cdf))
+            worstDerivative = max(worstDerivative, abs(Double(dv) - (cdf + xd * pdf)))
             x += 0.001
         }
         print(String(format: "KERNEL erf abs error %.2e, gelu %.2e, gelu' %.2e on [-6, 6]", worstErf, worstGelu, worstDerivative))
         XCTAssertLessThan(worstErf, 1e-6)  // A&S 7.1.26 is 1.5e-7 in exact arithmetic; float32 adds a few ulp
         XCTAssertLessThan(worstGelu, 1e-6)
         XCTAssertLessThan(worstDerivative, 1e-6)
+    }
+
+    /// Column sums in blocks of four rows, with a remainder, overwriting and accumulating.
+    func testSumRows() {
+        for rows in [1, 3, 4, 7, 130] {
+            let cols = 37
+            let x = (0..<(rows * cols)).map { Float(($0 * 7919) % 23) - 11 }
+            var out = [Float](repeating: 5, count: cols)
+            x.withUnsafeBufferPointer { xp in
+                Kernels.sumRows(xp.baseAddress!, rows: rows, cols: cols, into: &out, accumulate: false)
+            }
+            for j in 0..<cols {
+                let expected = (0..<rows).reduce(Float(0)) { $0 + x[$1 * cols + j] }
+                XCTAssertEqual(out[j], expected, "rows \(rows) column \(j)")
+            }
+            let before = out
+            x.withUnsafeBufferPointer { xp in
+                Kernels.sumRows(xp.baseAddress!, rows: rows, cols: cols, into: &out, accumulate: true)
+            }
+            for j in 0..<cols { XCTAssertEqual(out[j], 2 * before[j], "accumulate, rows \(rows) column \(j)") }
+        }
     }
 }
