@@ -207,18 +207,6 @@ public final class DownstreamRunner {
         return EvalResult(top1: 100 * Double(c1) / d, top5: 100 * Double(c5) / d, loss: lossSum / d, count: n)
     }
 
-    func checkpoint(_ opt: Optimizer, epoch: Int, step: Int) -> Checkpoint {
-        var ck = Checkpoint(params: Dictionary(uniqueKeysWithValues: model.stateDict().map { ($0.name, $0.tensor) }))
-        ck.optimizer = opt.stateTensors()
-        ck.epoch = epoch
-        ck.step = step
-        ck.optimizerSteps = opt.steps
-        ck.seed = UInt64(spec.seed)
-        ck.method = spec.model.method.rawValue
-        ck.config = spec.resolvedYAML()
-        return ck
-    }
-
     /// The best `val_top1` among the kept metric lines (after a resume).
     func bestFromMetrics() -> Double? {
         guard let text = try? String(contentsOfFile: run.file("metrics.jsonl"), encoding: .utf8) else { return nil }
@@ -237,7 +225,6 @@ public final class DownstreamRunner {
         if spec.threads > 0 { Parallel.setThreads(spec.threads) }
         let started = Date()
         let opt = OptimBuilder.optimizer(spec, groups)
-        let schedule = OptimBuilder.schedule(spec)
         let task = spec.task.rawValue
 
         let dataset = try Registry.dataset(spec, train: true)
@@ -264,71 +251,24 @@ public final class DownstreamRunner {
                 + "\(model.parameterCount) parameters (\(trainable) trained), \(numClasses) classes, init \(spec.initCheckpoint ?? "random"), "
                 + "\(dataset.count) images, \(iters) iterations per epoch; \(spec.summaryLine())", echo: echo)
 
-        let progress = ProgressLine()
+        let loop = TrainingLoop(spec: spec, run: run, model: model, groups: groups, optimizer: opt, loader: loader, echo: echo,
+                                lastCheckpointPath: resumePath)
         var lastEpochLoss = Double.nan
         var last: EvalResult? = nil
-        var totalImages = 0
         let computeStart = Date()
-        var lastCheckpointPath = resumePath
         for epoch in startEpoch..<spec.epochs {
-            var window = (loss: 0.0, count: 0, images: 0, start: Date(), wait: loader.waitSeconds)
-            var epochLoss = 0.0, epochCount = 0
-            var gradNorm: Float = 0
-            var lr = 0.0
-            let batches = loader.epoch(epoch)
-            model.zeroGrad()
-            var i = 0
-            while let batch = batches.next() {
-                let it = epoch * iters + i
-                if i % spec.accumIter == 0 {
-                    lr = schedule.value(iteration: it, itersPerEpoch: iters, accumIter: spec.accumIter)
-                }
+            let result = try loop.epoch(epoch) { batch, it in
                 let ctx = Context(training: true, rng: modelRNG(it))
-                let loss: Tensor
                 if let mixup {
                     var r = mixRNG(it)
                     let targets = try mixup.apply(images: batch.images, labels: batch.labels, rng: &r)
-                    loss = crossEntropy(trainLogits(batch.images, ctx: ctx), softTargets: targets)
-                } else {
-                    loss = crossEntropy(trainLogits(batch.images, ctx: ctx), labels: batch.labels, smoothing: Float(a.smoothing))
+                    return crossEntropy(trainLogits(batch.images, ctx: ctx), softTargets: targets)
                 }
-                let lossValue = Double(loss.item)
-                guard lossValue.isFinite else {
-                    Autograd.reset()
-                    progress.clear()
-                    throw TrainingError(description: "tessera: loss is \(lossValue) at epoch \(epoch), iteration \(it); stopped. "
-                                        + "Last good checkpoint: \(lastCheckpointPath ?? "none")")
-                }
-                (spec.accumIter > 1 ? loss * (1 / Float(spec.accumIter)) : loss).backward()
-                if (i + 1) % spec.accumIter == 0 {
-                    gradNorm = clipGradNorm(groups, maxNorm: spec.optim.clipGrad.map(Float.init))
-                    opt.step(lr: Float(lr), weightDecay: nil)
-                    model.zeroGrad()
-                }
-                window.loss += lossValue; window.count += 1; window.images += batch.images.shape[0]
-                epochLoss += lossValue; epochCount += 1
-                totalImages += batch.images.shape[0]
-                i += 1
-                if i % max(spec.log.every, 1) == 0 || i == iters {
-                    let dt = Date().timeIntervalSince(window.start)
-                    let wait = loader.waitSeconds - window.wait
-                    let ips = Double(window.images) / max(dt, 1e-9)
-                    run.logMetrics([("epoch", epoch), ("step", it + 1), ("lr", lr), ("loss", window.loss / Double(window.count)),
-                                    ("grad_norm", Double(gradNorm)), ("images_per_s", ips), ("data_wait", wait / max(dt, 1e-9))])
-                    let remaining = Double((spec.epochs - epoch) * iters - i) * Double(spec.batchSize) / max(ips, 1e-9)
-                    progress.show(epoch: epoch, epochs: spec.epochs, step: i, total: iters, loss: window.loss / Double(window.count),
-                                  imagesPerSecond: ips, eta: remaining)
-                    if !progress.enabled && echo {
-                        print(String(format: "epoch %d step %d/%d  loss %.4f  lr %.3e  grad %.3f  %.0f img/s", epoch, i, iters,
-                                     window.loss / Double(window.count), lr, Double(gradNorm), ips))
-                    }
-                    window = (0, 0, 0, Date(), loader.waitSeconds)
-                }
+                return crossEntropy(trainLogits(batch.images, ctx: ctx), labels: batch.labels, smoothing: Float(a.smoothing))
             }
-            progress.clear()
-            lastEpochLoss = epochLoss / Double(max(epochCount, 1))
+            lastEpochLoss = result.meanLoss
             let step = (epoch + 1) * iters
-            let ck = checkpoint(opt, epoch: epoch + 1, step: step)
+            let ck = loop.checkpoint(epochsDone: epoch + 1)
             let evalNow = epoch + 1 == spec.epochs || (spec.eval.every > 0 && (epoch + 1) % spec.eval.every == 0)
             var improved = false
             if evalNow {
@@ -345,19 +285,13 @@ public final class DownstreamRunner {
                 run.log(String(format: "epoch %d done: train loss %.5f", epoch, lastEpochLoss), echo: echo)
             }
             if improved { try ck.write(to: run.file("checkpoint-best.h5")) }
-            if spec.checkpoint.keepLast {
-                try ck.write(to: run.lastCheckpoint)
-                lastCheckpointPath = run.lastCheckpoint
-            }
-            if spec.checkpoint.every > 0 && (epoch + 1) % spec.checkpoint.every == 0 && epoch + 1 != spec.epochs {
-                try ck.write(to: run.file("checkpoint-\(epoch + 1).h5"))
-            }
+            try loop.writeEpochCheckpoints(ck, epochsDone: epoch + 1, numberFinal: false)
         }
         // A run resumed after its last epoch still reports an evaluation.
         let final = try last ?? evaluate()
         if best < 0 { best = final.top1 }
         let seconds = Date().timeIntervalSince(started)
-        let ips = Double(totalImages) / max(Date().timeIntervalSince(computeStart), 1e-9)
+        let ips = Double(loop.totalImages) / max(Date().timeIntervalSince(computeStart), 1e-9)
         let summary = DownstreamSummary(runDir: run.path, task: task, epochs: spec.epochs, steps: spec.epochs * iters,
                                         finalLoss: lastEpochLoss, top1: final.top1, top5: final.top5, bestTop1: best,
                                         imagesPerSecond: ips, seconds: seconds)

@@ -1,0 +1,136 @@
+import Foundation
+import TesseraConfig
+import TesseraCore
+import TesseraData
+
+/// The epoch loop the pre-training and downstream runners share: the learning rate per optimizer
+/// update, the forward pass the runner supplies, the stop on a non-finite loss, gradient accumulation
+/// and clipping, the optimizer step, and the windowed metric lines (metrics.jsonl, progress bar or
+/// plain log line).
+final class TrainingLoop {
+    let spec: ExperimentSpec
+    let run: RunDirectory
+    let model: Module
+    let groups: [ParamGroup]
+    let optimizer: Optimizer
+    let schedule: LRSchedule
+    let loader: DataLoader
+    let echo: Bool
+    let progress = ProgressLine()
+    /// The newest checkpoint on disk, named in the non-finite-loss error.
+    var lastCheckpointPath: String?
+    /// Images and iterations run by this process (not counting a resumed run's earlier part).
+    private(set) var totalImages = 0
+    private(set) var iterations = 0
+
+    var itersPerEpoch: Int { loader.batchesPerEpoch }
+
+    struct EpochResult {
+        /// Mean loss over the iterations run.
+        var meanLoss: Double
+        /// Set when `stopAfterIterations` ended the epoch early: (global step, loss of that step).
+        var stoppedAt: (step: Int, loss: Double)?
+    }
+
+    init(spec: ExperimentSpec, run: RunDirectory, model: Module, groups: [ParamGroup], optimizer: Optimizer,
+         loader: DataLoader, echo: Bool, lastCheckpointPath: String?) {
+        self.spec = spec
+        self.run = run
+        self.model = model
+        self.groups = groups
+        self.optimizer = optimizer
+        self.schedule = OptimBuilder.schedule(spec)
+        self.loader = loader
+        self.echo = echo
+        self.lastCheckpointPath = lastCheckpointPath
+    }
+
+    /// Runs one epoch. `loss(batch, iteration)` does the forward pass and returns the scalar loss.
+    /// Gradients left over from an incomplete accumulation group of the previous epoch are dropped,
+    /// as MAE's train_one_epoch does (a checkpoint does not hold them, so resume could not).
+    func epoch(_ epoch: Int, stopAfterIterations: Int? = nil, loss: (Batch, Int) throws -> Tensor) throws -> EpochResult {
+        let iters = itersPerEpoch, accum = spec.accumIter
+        var window = (loss: 0.0, count: 0, images: 0, start: Date(), wait: loader.waitSeconds)
+        var epochLoss = 0.0, epochCount = 0
+        var gradNorm: Float = 0
+        var lr = 0.0
+        let batches = loader.epoch(epoch)
+        model.zeroGrad()
+        var i = 0
+        while let batch = batches.next() {
+            let it = epoch * iters + i
+            if i % accum == 0 { lr = schedule.value(iteration: it, itersPerEpoch: iters, accumIter: accum) }
+            let l = try loss(batch, it)
+            let lossValue = Double(l.item)
+            guard lossValue.isFinite else {
+                Autograd.reset()
+                progress.clear()
+                batches.stop()
+                throw TrainingError(description: "tessera: loss is \(lossValue) at epoch \(epoch), iteration \(it); stopped. "
+                                    + "Last good checkpoint: \(lastCheckpointPath ?? "none")")
+            }
+            (accum > 1 ? l * (1 / Float(accum)) : l).backward()
+            if (i + 1) % accum == 0 {
+                gradNorm = clipGradNorm(groups, maxNorm: spec.optim.clipGrad.map(Float.init))
+                optimizer.step(lr: Float(lr), weightDecay: nil)
+                model.zeroGrad()
+            }
+            let n = batch.images.shape[0]
+            window.loss += lossValue; window.count += 1; window.images += n
+            epochLoss += lossValue; epochCount += 1
+            totalImages += n
+            iterations += 1
+            i += 1
+            if i % max(spec.log.every, 1) == 0 || i == iters {
+                let dt = max(Date().timeIntervalSince(window.start), 1e-9)
+                let wait = (loader.waitSeconds - window.wait) / dt
+                let ips = Double(window.images) / dt
+                let meanLoss = window.loss / Double(window.count)
+                run.logMetrics([("epoch", epoch), ("step", it + 1), ("lr", lr), ("loss", meanLoss),
+                                ("grad_norm", Double(gradNorm)), ("images_per_s", ips), ("data_wait", wait)])
+                let remaining = Double((spec.epochs - epoch) * iters - i) * Double(spec.batchSize) / max(ips, 1e-9)
+                progress.show(epoch: epoch, epochs: spec.epochs, step: i, total: iters, loss: meanLoss, imagesPerSecond: ips, eta: remaining)
+                if !progress.enabled && echo {
+                    print(String(format: "epoch %d step %d/%d  loss %.4f  lr %.3e  grad %.3f  %.0f img/s  wait %.1f%%", epoch, i, iters,
+                                 meanLoss, lr, Double(gradNorm), ips, 100 * wait))
+                }
+                window = (0, 0, 0, Date(), loader.waitSeconds)
+            }
+            if let stop = stopAfterIterations, iterations >= stop {
+                batches.stop()
+                progress.clear()
+                return EpochResult(meanLoss: epochLoss / Double(epochCount), stoppedAt: (it + 1, lossValue))
+            }
+        }
+        progress.clear()
+        return EpochResult(meanLoss: epochLoss / Double(max(epochCount, 1)), stoppedAt: nil)
+    }
+
+    /// The checkpoint after `epochsDone` epochs: parameters and buffers, optimizer state, counters,
+    /// seed, method and resolved config.
+    func checkpoint(epochsDone: Int) -> Checkpoint {
+        var ck = Checkpoint(params: Dictionary(uniqueKeysWithValues: model.stateDict().map { ($0.name, $0.tensor) }))
+        ck.optimizer = optimizer.stateTensors()
+        ck.epoch = epochsDone
+        ck.step = epochsDone * itersPerEpoch
+        ck.optimizerSteps = optimizer.steps
+        ck.seed = UInt64(spec.seed)
+        ck.method = spec.model.method.rawValue
+        ck.config = spec.resolvedYAML()
+        return ck
+    }
+
+    /// Writes checkpoint-last.h5 (when `checkpoint.keep_last`) and, every `checkpoint.every` epochs,
+    /// checkpoint-<epoch>.h5; the final epoch is numbered too when `numberFinal`.
+    func writeEpochCheckpoints(_ ck: Checkpoint, epochsDone: Int, numberFinal: Bool) throws {
+        if spec.checkpoint.keepLast {
+            try ck.write(to: run.lastCheckpoint)
+            lastCheckpointPath = run.lastCheckpoint
+        }
+        let final = epochsDone == spec.epochs
+        let periodic = spec.checkpoint.every > 0 && epochsDone % spec.checkpoint.every == 0
+        if final ? numberFinal : periodic {
+            try ck.write(to: run.file("checkpoint-\(epochsDone).h5"))
+        }
+    }
+}
