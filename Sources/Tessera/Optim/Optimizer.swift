@@ -62,10 +62,7 @@ public func clipGradNorm(_ groups: [ParamGroup], maxNorm: Float?) -> Float {
     var total: Double = 0
     for g in groups { for (_, p) in g.params {
         guard let gr = p.grad else { continue }
-        var s: Float = 0
-        let d = gr.data
-        for i in 0..<gr.count { s += d[i] * d[i] }
-        total += Double(s)
+        total += Double(Kernels.sumSquaredDeviations(gr.data, 0, gr.count))
     } }
     let norm = Float(total.squareRoot())
     if let maxNorm, norm.isFinite {

@@ -64,6 +64,73 @@ public enum Kernels {
         return (x * cdf, cdf + x * (0.398_942_280_401_432_7 * e))
     }
 
+    // MARK: reductions
+    // Swift keeps float additions in source order, so a plain `s += x[j]` loop stays scalar. These
+    // keep sixteen partial sums in two SIMD8 registers instead (a different but fixed order).
+
+    @inline(__always)
+    static func load8(_ p: UnsafePointer<Float>, _ j: Int) -> SIMD8<Float> {
+        UnsafeRawPointer(p + j).loadUnaligned(as: SIMD8<Float>.self)
+    }
+
+    /// Σ x[j]
+    @inline(__always)
+    public static func sum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        var j = 0
+        while j + 16 <= n { a0 += load8(x, j); a1 += load8(x, j + 8); j += 16 }
+        if j + 8 <= n { a0 += load8(x, j); j += 8 }
+        var s = (a0 + a1).sum()
+        while j < n { s += x[j]; j += 1 }
+        return s
+    }
+
+    /// Σ (x[j] − c)²
+    @inline(__always)
+    public static func sumSquaredDeviations(_ x: UnsafePointer<Float>, _ c: Float, _ n: Int) -> Float {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        let cv = SIMD8<Float>(repeating: c)
+        var j = 0
+        while j + 16 <= n {
+            let d0 = load8(x, j) - cv, d1 = load8(x, j + 8) - cv
+            a0 += d0 * d0; a1 += d1 * d1
+            j += 16
+        }
+        if j + 8 <= n { let d0 = load8(x, j) - cv; a0 += d0 * d0; j += 8 }
+        var s = (a0 + a1).sum()
+        while j < n { let d = x[j] - c; s += d * d; j += 1 }
+        return s
+    }
+
+    /// (Σ g[j]·w[j], Σ g[j]·w[j]·(x[j] − c)); w nil means ones.
+    @inline(__always)
+    public static func layerNormBackwardSums(_ g: UnsafePointer<Float>, _ w: UnsafePointer<Float>?, _ x: UnsafePointer<Float>,
+                                             _ c: Float, _ n: Int) -> (Float, Float) {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>()
+        let cv = SIMD8<Float>(repeating: c)
+        var j = 0
+        if let w {
+            while j + 8 <= n {
+                let gh = load8(g, j) * load8(w, j)
+                s0 += gh; s1 += gh * (load8(x, j) - cv)
+                j += 8
+            }
+        } else {
+            while j + 8 <= n {
+                let gh = load8(g, j)
+                s0 += gh; s1 += gh * (load8(x, j) - cv)
+                j += 8
+            }
+        }
+        var a = s0.sum(), b = s1.sum()
+        while j < n {
+            let gh = g[j] * (w?[j] ?? 1)
+            a += gh; b += gh * (x[j] - c)
+            j += 1
+        }
+        return (a, b)
+    }
+
     // MARK: loops
 
     /// dst[i] += src[i]

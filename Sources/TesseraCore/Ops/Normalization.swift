@@ -13,11 +13,8 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
     Parallel.forRange(rows, costPerItem: d * 4, minCost: 1 << 16) { r in
         for i in r {
             let xr = xp + i * d, yr = yp + i * d
-            var s: Float = 0
-            for j in 0..<d { s += xr[j] }
-            let mu = s / Float(d)
-            var v: Float = 0
-            for j in 0..<d { let c = xr[j] - mu; v += c * c }
+            let mu = Kernels.sum(xr, d) / Float(d)
+            let v = Kernels.sumSquaredDeviations(xr, mu, d)
             let rs = 1 / (v / Float(d) + eps).squareRoot()
             mp[i] = mu; rp[i] = rs
             if let wp, let bp {
@@ -50,19 +47,15 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
                     for j in 0..<d { dw[j] += gr[j] * (xr[j] - mu) * rs; dw[d + j] += gr[j] }
                 }
                 if let (dx, beta) = dxT {
-                    // dx = rs · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)), ĝ = g ⊙ w
-                    var s1: Float = 0, s2: Float = 0
-                    for j in 0..<d {
-                        let gh = gr[j] * (wp?[j] ?? 1)
-                        s1 += gh
-                        s2 += gh * (xr[j] - mu) * rs
-                    }
-                    s1 /= Float(d); s2 /= Float(d)
+                    // dx = rs · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)), ĝ = g ⊙ w, x̂ = (x − μ)·rs
+                    let (sg, sgx) = Kernels.layerNormBackwardSums(gr, wp, xr, mu, d)
+                    let m1 = sg / Float(d), m2 = rs * rs * sgx / Float(d)
                     let dr = dx.data + i * d
-                    for j in 0..<d {
-                        let gh = gr[j] * (wp?[j] ?? 1)
-                        let v = rs * (gh - s1 - (xr[j] - mu) * rs * s2)
-                        dr[j] = beta == 0 ? v : dr[j] + v
+                    switch (wp, beta == 0) {
+                    case let (w?, true): for j in 0..<d { dr[j] = rs * (gr[j] * w[j] - m1 - (xr[j] - mu) * m2) }
+                    case let (w?, false): for j in 0..<d { dr[j] += rs * (gr[j] * w[j] - m1 - (xr[j] - mu) * m2) }
+                    case (nil, true): for j in 0..<d { dr[j] = rs * (gr[j] - m1 - (xr[j] - mu) * m2) }
+                    case (nil, false): for j in 0..<d { dr[j] += rs * (gr[j] - m1 - (xr[j] - mu) * m2) }
                     }
                 }
             }
