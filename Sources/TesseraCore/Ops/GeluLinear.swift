@@ -1,35 +1,36 @@
 /// y = GELU(h) · Wᵀ + b: an MLP's activation and second projection in one op.
 ///
-/// The forward pass computes GELU(h) and GELU'(h) in one sweep (one exponential and one erf per
-/// element) and keeps those two for backward instead of h, so backward evaluates no transcendental
-/// at all. That is the memory PyTorch keeps here too (h for GELU's backward, GELU(h) for fc2's
-/// weight gradient); h itself is freed after the forward pass when nothing else holds it.
+/// Only h is kept for backward; GELU(h) and GELU'(h) are recomputed there in one sweep (one
+/// exponential and one erf per element). PyTorch keeps both h (for GELU's backward) and GELU(h)
+/// (for fc2's weight gradient), so this saves rows × hidden floats per block.
 /// h [..., hidden], W [out, hidden], b [out] → y [..., out].
 public func geluLinear(_ h: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
     let hidden = w.shape[1], outF = w.shape[0]
     precondition(h.shape.last == hidden, "tessera: geluLinear: input \(h.shape) does not end in \(hidden) (weight \(w.shape))")
+    let y = Autograd.noGrad { linear(gelu(h), w, b) }
     let n = h.count / hidden
-    let a = Tensor(shape: h.shape)
-    let needsDerivative = Autograd.needsGrad(h)
-    let d: Tensor? = needsDerivative ? Tensor(shape: h.shape) : nil
-    let hp = h.data, ap = a.data
-    if let dp = d?.data {
-        Parallel.forRange(n * hidden, costPerItem: 20, minCost: 1 << 16) { r in
-            for i in r {
-                let (v, dv) = Kernels.geluWithDerivative(hp[i])
-                ap[i] = v
-                dp[i] = dv
-            }
-        }
-    } else {
-        Parallel.forRange(n * hidden, costPerItem: 16, minCost: 1 << 16) { r in
-            for i in r { ap[i] = Kernels.gelu(hp[i]) }
-        }
-    }
-    let y = Autograd.noGrad { linear(a, w, b) }
-    let hSlot = h.slot
     Autograd.record(y, [h, w, b]) { g in
-        if let s = w.slot {
+        let hp = h.data
+        // GELU(h) for fc2's weight gradient and GELU'(h) for dh, in one sweep.
+        let a = w.slot != nil ? Tensor(shape: [n, hidden]) : nil
+        let d = h.slot != nil ? Tensor(shape: [n, hidden]) : nil
+        switch (a?.data, d?.data) {
+        case let (ap?, dp?):
+            Parallel.forRange(n * hidden, costPerItem: 20, minCost: 1 << 16) { r in
+                for i in r {
+                    let (v, dv) = Kernels.geluWithDerivative(hp[i])
+                    ap[i] = v
+                    dp[i] = dv
+                }
+            }
+        case let (ap?, nil):
+            Parallel.forRange(n * hidden, costPerItem: 16, minCost: 1 << 16) { r in for i in r { ap[i] = Kernels.gelu(hp[i]) } }
+        case let (nil, dp?):
+            Parallel.forRange(n * hidden, costPerItem: 16, minCost: 1 << 16) { r in for i in r { dp[i] = Kernels.geluDerivative(hp[i]) } }
+        case (nil, nil):
+            break
+        }
+        if let s = w.slot, let a {
             // dW[out, hidden] (+)= gᵀ · GELU(h)
             let (dw, beta) = s.target()
             BLAS.gemm(transA: true, m: outF, n: hidden, k: n, a: g.data, lda: outF, b: a.data, ldb: hidden, beta: beta, c: dw.data, ldc: hidden)
@@ -38,10 +39,10 @@ public func geluLinear(_ h: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
             let (db, beta) = s.target()
             Kernels.sumRows(g.data, rows: n, cols: outF, into: db.data, accumulate: beta != 0)
         }
-        if let s = hSlot, let d {
+        if let s = h.slot, let d {
             // dh = (g · W) ⊙ GELU'(h)
             let (dh, beta) = s.target()
-            let da = beta == 0 ? dh : Tensor(shape: d.shape)
+            let da = beta == 0 ? dh : Tensor(shape: h.shape)
             BLAS.gemm(m: n, n: hidden, k: outF, a: g.data, lda: outF, b: w.data, ldb: hidden, c: da.data, ldc: hidden)
             let dp = dh.data, tp = da.data, gp = d.data
             // In place through one pointer when da is dh: two pointers to one buffer fail LLVM's
