@@ -114,7 +114,7 @@ struct Bench: ParsableCommand {
     @Argument(help: "What to measure: ops (tensor core), data (JPEG decode + augment), train (MAE training beside PyTorch).")
     var what: String
 
-    @Option(help: "For `train`: comma-separated models, tiny32 (ViT-Tiny, 32 px, patch 4, batch 128) and vits16 (ViT-S/16, 224 px, batch 32).")
+    @Option(help: "For `train`: comma-separated models, tiny32 (ViT-Tiny, 32 px, patch 4, batch 128) and vits16 (ViT-S/16, 224 px, decoder 192/4/3 as MAE-priv ViT-S, batch 32).")
     var model: String = "tiny32,vits16"
 
     @Option(help: "For `train`: untimed warm-up steps (torch.compile compiles in these).")
