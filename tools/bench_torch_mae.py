@@ -23,11 +23,14 @@ def rss_bytes():
 
 
 class Block(nn.Module):
-    """Pre-norm ViT block with fused qkv, as timm's Block used by the MAE code (fused SDPA attention)."""
+    """Pre-norm ViT block with fused qkv, as timm's Block used by the MAE code. sdpa=True uses the
+    fused scaled_dot_product_attention (timm's default); False spells attention out (softmax of
+    q·kᵀ), as eager code without the fused kernel does."""
 
-    def __init__(self, d, h):
+    def __init__(self, d, h, sdpa=True):
         super().__init__()
         self.h = h
+        self.sdpa = sdpa
         self.norm1 = nn.LayerNorm(d, eps=1e-6)
         self.qkv = nn.Linear(d, 3 * d)
         self.proj = nn.Linear(d, d)
@@ -38,7 +41,11 @@ class Block(nn.Module):
     def forward(self, x):
         b, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4).unbind(0)
-        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v)
+        else:
+            y = ((q @ k.transpose(-2, -1)) * (d // self.h) ** -0.5).softmax(dim=-1) @ v
+        y = y.transpose(1, 2).reshape(b, n, d)
         x = x + self.proj(y)
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 

@@ -3,35 +3,13 @@ output included: the sum of the distinct storages of the saved tensors plus the 
 Usage: python3 tools/torch_block_memory.py BATCH TOKENS WIDTH HEADS"""
 import sys
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-
-class Block(nn.Module):
-    def __init__(self, d, h):
-        super().__init__()
-        self.h = h
-        self.norm1 = nn.LayerNorm(d, eps=1e-6)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.norm2 = nn.LayerNorm(d, eps=1e-6)
-        self.fc1 = nn.Linear(d, 4 * d)
-        self.fc2 = nn.Linear(4 * d, d)
-
-    def forward(self, x):
-        b, n, d = x.shape
-        qkv = self.qkv(self.norm1(x)).reshape(b, n, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)
-        a = (q @ k.transpose(-2, -1)) * (d // self.h) ** -0.5
-        a = a.softmax(dim=-1)
-        y = (a @ v).transpose(1, 2).reshape(b, n, d)
-        x = x + self.proj(y)
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+from bench_torch_mae import Block
 
 
 def main():
     b, n, d, h = map(int, sys.argv[1:5])
-    blk = Block(d, h)
+    blk = Block(d, h, sdpa=False)
     x = torch.randn(b, n, d, requires_grad=True)
     seen = {}
 
