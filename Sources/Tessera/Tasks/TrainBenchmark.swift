@@ -12,6 +12,13 @@ public enum TrainBenchmark {
         public let name: String
         public let width, depth, heads, img, patch, decWidth, decDepth, decHeads, batch: Int
 
+        public init(name: String, width: Int, depth: Int, heads: Int, img: Int, patch: Int,
+                    decWidth: Int, decDepth: Int, decHeads: Int, batch: Int) {
+            self.name = name
+            self.width = width; self.depth = depth; self.heads = heads; self.img = img; self.patch = patch
+            self.decWidth = decWidth; self.decDepth = decDepth; self.decHeads = decHeads; self.batch = batch
+        }
+
         var yaml: String {
             """
             name: bench_\(name)
@@ -82,7 +89,8 @@ public enum TrainBenchmark {
             self.imagesPerSecond = imagesPerSecond; self.stepSeconds = stepSeconds; self.peakBytes = peakBytes; self.threads = threads
         }
 
-        init?(json line: String) {
+        /// Parses the JSON line a measuring child process prints; nil when it is not one.
+        public init?(json line: String) {
             guard let d = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   let ips = d["images_per_s"] as? Double, let peak = d["peak_bytes"] as? Int else { return nil }
             self.init(imagesPerSecond: ips, stepSeconds: d["step_seconds"] as? [Double] ?? [], peakBytes: peak,

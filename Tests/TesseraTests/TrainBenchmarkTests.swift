@@ -1,0 +1,38 @@
+import XCTest
+import Tessera
+
+/// `tessera bench train`: the arithmetic count behind its GFLOP/s column, the JSON line a child
+/// process reports, and one real (tiny) measurement.
+final class TrainBenchmarkTests: XCTestCase {
+    func testTiny32FlopsPerImage() throws {
+        // Forward multiply-adds × 2 by hand: 12 encoder blocks over 17 tokens (16 visible + cls) of
+        // width 192, patch embedding of 64 patches, decoder_embed, 2 decoder blocks over 65 tokens of
+        // width 128, the 48-wide prediction; backward counted as twice forward.
+        let encoder = 12 * (2 * 17 * 12 * 192 * 192 + 4 * 17 * 17 * 192)
+        let decoder = 2 * (2 * 65 * 12 * 128 * 128 + 4 * 65 * 65 * 128)
+        let rest = 2 * 64 * 48 * 192 + 2 * 17 * 192 * 128 + 2 * 65 * 128 * 48
+        XCTAssertEqual(try TrainBenchmark.preset("tiny32").flopsPerImage, Double(3 * (encoder + decoder + rest)))
+        XCTAssertThrowsError(try TrainBenchmark.preset("vit-giant"))
+    }
+
+    func testMeasurementJSONRoundTrip() throws {
+        let line = #"{"images_per_s": 151.5, "step_seconds": [0.84, 0.85], "peak_bytes": 621805568, "threads": 2, "loss": 1.0}"#
+        let m = try XCTUnwrap(TrainBenchmark.Measurement(json: line))
+        XCTAssertEqual(m.imagesPerSecond, 151.5)
+        XCTAssertEqual(m.stepSeconds, [0.84, 0.85])
+        XCTAssertEqual(m.peakBytes, 621_805_568)
+        let again = try XCTUnwrap(TrainBenchmark.Measurement(json: m.json))
+        XCTAssertEqual(again.imagesPerSecond, m.imagesPerSecond)
+        XCTAssertEqual(again.peakBytes, m.peakBytes)
+        XCTAssertNil(TrainBenchmark.Measurement(json: "Traceback (most recent call last):"))
+    }
+
+    func testMeasureTesseraRunsSteps() throws {
+        let p = TrainBenchmark.Preset(name: "unit", width: 32, depth: 1, heads: 2, img: 16, patch: 4,
+                                      decWidth: 16, decDepth: 1, decHeads: 2, batch: 4)
+        let m = try TrainBenchmark.measureTessera(p, steps: 2, warmup: 1)
+        XCTAssertEqual(m.stepSeconds.count, 2)
+        XCTAssertGreaterThan(m.imagesPerSecond, 0)
+        XCTAssertTrue(m.stepSeconds.allSatisfy { $0 > 0 })
+    }
+}
