@@ -126,6 +126,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "For `train`: do not run PyTorch.")
     var noTorch = false
 
+    @Option(help: "For `train`: comma-separated PyTorch modes to run, eager and/or compile.")
+    var torchModes: String = "eager,compile"
+
     @Option(help: .hidden)
     var only: String?
 
@@ -155,6 +158,10 @@ struct Bench: ParsableCommand {
             }
             let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("tools/bench_torch_mae.py").path
             print(TrainBenchmark.report(presets: presets, steps: reps, warmup: warmup, rounds: rounds, withTorch: !noTorch,
+                                        torchModes: try torchModes.split(separator: ",").map { m -> String in
+                                            guard m == "eager" || m == "compile" else { throw ValidationError("--torch-modes: unknown mode '\(m)'; choose eager, compile") }
+                                            return String(m)
+                                        },
                                         executable: CommandLine.arguments[0], torchScript: script))
         default:
             throw ValidationError("unknown benchmark '\(what)'; choose ops, data or train")

@@ -174,9 +174,9 @@ public enum TrainBenchmark {
     /// The comparison table: for each preset and round, Tessera (a child process running
     /// `self bench train --only tessera`), then PyTorch eager, then torch.compile.
     public static func report(presets: [Preset], steps: Int, warmup: Int, rounds: Int, withTorch: Bool,
-                              executable: String, torchScript: String) -> String {
+                              torchModes: [String] = ["eager", "compile"], executable: String, torchScript: String) -> String {
         let torch = withTorch && FileManager.default.fileExists(atPath: torchScript) && torchAvailable()
-        let frameworks = torch ? ["tessera", "torch eager", "torch compile"] : ["tessera"]
+        let frameworks = ["tessera"] + (torch ? torchModes.map { "torch " + $0 } : [])
         var lines = ["MAE pre-training step (forward, backward, AdamW), synthetic images, \(Parallel.threads) threads; "
                      + "\(steps) timed steps after \(warmup) warm-up, \(rounds) round(s) run in turn"]
         if !torch { lines.append("(PyTorch not measured: \(withTorch ? "python3 with torch or \(torchScript) not found" : "--no-torch"))") }
