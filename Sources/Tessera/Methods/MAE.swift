@@ -123,7 +123,7 @@ public final class MAE: Module, PretrainModel {
         let hasCls = encoder.clsToken != nil
 
         // Encoder on cls + the kept patches.
-        var x = gatherTokens(encoder.patchTokens(images), masking.keptIndices, count: k)
+        var x = encoder.patchTokens(images, keeping: masking.keptIndices, count: k)
         if hasCls { x = concat([encoder.clsTokens(batch: b), x], axis: 1) }
         x = encoder.runBlocks(x, ctx: ctx)
         if priv && hasCls { x = slice(x, axis: 1, start: 1, length: k) }   // MAE-priv drops cls before the norm

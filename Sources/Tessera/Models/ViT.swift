@@ -76,6 +76,18 @@ public final class ViTEncoder: Module {
         return x + pos
     }
 
+    /// The patch tokens at `indices` only ([B·k] token indices, k per sample), with their position
+    /// embedding: the same values and gradients as gathering `patchTokens(img)`, but the patch
+    /// embedding runs on the k kept patches alone (MAE embeds all L and then drops the masked ones).
+    public func patchTokens(_ img: Tensor, keeping indices: [Int], count k: Int) -> Tensor {
+        let cols = gatherTokens(im2col(img, patch: shape.patchSize), indices, count: k)
+        let w = patchEmbed.weight
+        let x = linear(cols, w.reshaped([w.shape[0], -1]), patchEmbed.bias)
+        let l = shape.patches
+        let pos = style.clsToken ? slice(posEmbed, axis: 1, start: 1, length: l) : posEmbed
+        return x + gatherTokens(expand(pos, to: [img.shape[0], l, shape.width]), indices, count: k)
+    }
+
     /// cls_token + pos_embed[0], expanded to [B, 1, D].
     public func clsTokens(batch: Int) -> Tensor {
         guard let clsToken else { preconditionFailure("tessera: this encoder has no cls token") }
