@@ -217,8 +217,9 @@ public enum TrainBenchmark {
             for n in notes { lines.append("  note: \(n)") }
         }
         lines.append("")
-        lines.append("GFLOP/s counts linear, patch-embedding and attention products only (3 × forward). Peak MiB: growth of the")
-        lines.append("process's peak resident set over its size before the model is built; each measurement is a fresh process.")
+        lines.append("GFLOP/s: the PyTorch model's linear, patch-embedding (all patches) and attention products, 3 × forward, for")
+        lines.append("every framework (Tessera embeds only the kept patches). Peak MiB: growth of the process's peak resident set")
+        lines.append("over its size before the model is built; each measurement is a fresh process.")
         return lines.joined(separator: "\n")
     }
 }
