@@ -174,17 +174,8 @@ struct Bench: ParsableCommand {
 func torchBlockActivationBytes(_ s: OpsBenchmark.Shape) -> Int? {
     let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("tools/torch_block_memory.py").path
     guard FileManager.default.fileExists(atPath: script) else { return nil }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", script, "\(s.batch)", "\(s.tokens)", "\(s.width)", "\(s.heads)"]
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = FileHandle.nullDevice
-    do { try p.run() } catch { return nil }
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { return nil }
-    let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    return Int(out.trimmingCharacters(in: .whitespacesAndNewlines))
+    guard let r = Subprocess.run(["python3", script, "\(s.batch)", "\(s.tokens)", "\(s.width)", "\(s.heads)"]), r.succeeded else { return nil }
+    return Int(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
 }
 
 setvbuf(stdout, nil, _IOLBF, 0)

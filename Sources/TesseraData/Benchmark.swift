@@ -69,17 +69,7 @@ public func benchmarkDecodeAugment(imageDir: String? = nil, minSeconds: Double =
     return rows.joined(separator: "\n")
 }
 
-/// Runs a command, returning stdout (nil when it cannot start or fails).
+/// Runs a command with our standard error, returning its output when it succeeds.
 private func runProcess(_ args: [String]) -> String? {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = args
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = FileHandle.standardError
-    do { try p.run() } catch { return nil }
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    guard p.terminationStatus == 0 else { return nil }
-    return String(data: data, encoding: .utf8)
+    Subprocess.run(args, passStandardError: true).flatMap { $0.succeeded ? $0.stdout : nil }
 }

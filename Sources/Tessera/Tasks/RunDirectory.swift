@@ -1,4 +1,5 @@
 import Foundation
+import TesseraCore
 
 /// `runs/<name>/`: resolved config, overrides, metadata, metrics, log, summary, checkpoints, pictures.
 public final class RunDirectory {
@@ -100,17 +101,9 @@ func jsonObject(_ d: [String: Any]) -> String {
 
 /// The git revision of the working directory, or "unknown".
 func gitRevision() -> String {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["git", "rev-parse", "--short", "HEAD"]
-    let pipe = Pipe()
-    p.standardOutput = pipe
-    p.standardError = FileHandle.nullDevice
-    guard (try? p.run()) != nil else { return "unknown" }
-    p.waitUntilExit()
-    let s = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        .trimmingCharacters(in: .whitespacesAndNewlines)
-    return p.terminationStatus == 0 && !s.isEmpty ? s : "unknown"
+    guard let r = Subprocess.run(["git", "rev-parse", "--short", "HEAD"]), r.succeeded else { return "unknown" }
+    let s = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    return s.isEmpty ? "unknown" : s
 }
 
 /// A one-line progress display on a terminal: epoch, step of total, loss, images/s, ETA.

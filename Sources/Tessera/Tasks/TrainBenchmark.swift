@@ -137,20 +137,13 @@ public enum TrainBenchmark {
     /// Runs a command and parses the last line of its output as a measurement; nil (with the reason
     /// in `note`) when it fails.
     static func runMeasurement(_ executable: String, _ arguments: [String], note: inout String) -> Measurement? {
-        let proc = Process()
-        proc.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        proc.arguments = [executable] + arguments
-        let out = Pipe(), err = Pipe()
-        proc.standardOutput = out
-        proc.standardError = err
-        do { try proc.run() } catch { note = "\(executable) could not start: \(error)"; return nil }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        proc.waitUntilExit()
-        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
-        if proc.terminationStatus == 0, let last = lines.last, let m = Measurement(json: String(last)) { return m }
-        let errLines = String(decoding: errData, as: UTF8.self).split(separator: "\n")
-        note = "\(executable) \(arguments.first ?? ""): exit \(proc.terminationStatus); \(errLines.last.map(String.init) ?? "no output")"
+        guard let r = Subprocess.run([executable] + arguments) else {
+            note = "\(executable) could not start"
+            return nil
+        }
+        if r.succeeded, let last = r.stdout.split(separator: "\n").last, let m = Measurement(json: String(last)) { return m }
+        let lastError = r.stderr.split(separator: "\n").last.map(String.init) ?? "no output"
+        note = "\(executable) \(arguments.first ?? ""): exit \(r.status); \(lastError)"
         return nil
     }
 
@@ -160,16 +153,7 @@ public enum TrainBenchmark {
     }
 
     /// Whether python3 can import torch.
-    static func torchAvailable() -> Bool {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["python3", "-c", "import torch"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        do { try p.run() } catch { return false }
-        p.waitUntilExit()
-        return p.terminationStatus == 0
-    }
+    static func torchAvailable() -> Bool { Subprocess.run(["python3", "-c", "import torch"])?.succeeded ?? false }
 
     /// The comparison table: for each preset and round, Tessera (a child process running
     /// `self bench train --only tessera`), then PyTorch eager, then torch.compile.
