@@ -227,13 +227,8 @@ public final class DownstreamRunner {
         let opt = OptimBuilder.optimizer(spec, groups)
         let task = spec.task.rawValue
 
-        let dataset = try Registry.dataset(spec, train: true)
-        let loader = DataLoader(dataset: dataset, pipeline: Registry.pipeline(spec, train: true), batchSize: spec.batchSize,
-                                shuffle: true, dropLast: true, seed: UInt64(spec.seed), workers: spec.data.numWorkers)
-        let iters = loader.batchesPerEpoch
-        guard iters >= spec.accumIter else {
-            throw TrainingError(description: "tessera: data set of \(dataset.count) images gives \(iters) batches of \(spec.batchSize) per epoch, fewer than accum_iter \(spec.accumIter)")
-        }
+        let loader = try TrainingLoop.trainingLoader(spec)
+        let dataset = loader.dataset, iters = loader.batchesPerEpoch
         let a = spec.augment
         let mixup: Mixup? = (a.mixup > 0 || a.cutmix > 0) && !isLinear
             ? Mixup(mixupAlpha: a.mixup, cutmixAlpha: a.cutmix, prob: a.mixupProb, switchProb: a.switchProb,

@@ -52,13 +52,8 @@ public final class PretrainRunner {
         let groups = OptimBuilder.pretrainGroups(spec, model)
         let opt = OptimBuilder.optimizer(spec, groups)
 
-        let dataset = try Registry.dataset(spec, train: true)
-        let loader = DataLoader(dataset: dataset, pipeline: Registry.pipeline(spec, train: true), batchSize: spec.batchSize,
-                                shuffle: true, dropLast: true, seed: UInt64(spec.seed), workers: spec.data.numWorkers)
-        let iters = loader.batchesPerEpoch
-        guard iters >= spec.accumIter else {
-            throw TrainingError(description: "tessera: data set of \(dataset.count) images gives \(iters) batches of \(spec.batchSize) per epoch, fewer than accum_iter \(spec.accumIter)")
-        }
+        let loader = try TrainingLoop.trainingLoader(spec)
+        let dataset = loader.dataset, iters = loader.batchesPerEpoch
 
         let resumed = try resumeOrStart(spec: spec, run: run, model: model, optimizer: opt, overrides: overrides, echo: echo)
         run.log("\(spec.name): \(spec.model.method.rawValue) \(spec.model.arch.rawValue), \(model.parameterCount) parameters, "

@@ -45,6 +45,19 @@ final class TrainingLoop {
         self.lastCheckpointPath = lastCheckpointPath
     }
 
+    /// The shuffled, drop-last training loader of `spec`; throws when an epoch holds fewer batches
+    /// than one accumulation group.
+    static func trainingLoader(_ spec: ExperimentSpec) throws -> DataLoader {
+        let dataset = try Registry.dataset(spec, train: true)
+        let loader = DataLoader(dataset: dataset, pipeline: Registry.pipeline(spec, train: true), batchSize: spec.batchSize,
+                                shuffle: true, dropLast: true, seed: UInt64(spec.seed), workers: spec.data.numWorkers)
+        let iters = loader.batchesPerEpoch
+        guard iters >= spec.accumIter else {
+            throw TrainingError(description: "tessera: data set of \(dataset.count) images gives \(iters) batches of \(spec.batchSize) per epoch, fewer than accum_iter \(spec.accumIter)")
+        }
+        return loader
+    }
+
     /// Runs one epoch. `loss(batch, iteration)` does the forward pass and returns the scalar loss.
     /// Gradients left over from an incomplete accumulation group of the previous epoch are dropped,
     /// as MAE's train_one_epoch does (a checkpoint does not hold them, so resume could not).
