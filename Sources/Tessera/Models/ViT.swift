@@ -69,23 +69,20 @@ public final class ViTEncoder: Module {
     }
 
     /// Patch tokens with their position embedding added: img [B, C, H, W] → [B, L, D].
-    public func patchTokens(_ img: Tensor) -> Tensor {
-        let x = patchEmbed(img)
-        let l = shape.patches
-        let pos = style.clsToken ? slice(posEmbed, axis: 1, start: 1, length: l) : posEmbed
-        return x + pos
+    public func patchTokens(_ img: Tensor) -> Tensor { patchEmbed(img) + patchPositions }
+
+    /// The position-table rows of the patches (without the cls slot), [1, L, D].
+    var patchPositions: Tensor {
+        style.clsToken ? slice(posEmbed, axis: 1, start: 1, length: shape.patches) : posEmbed
     }
 
     /// The patch tokens at `indices` only ([B·k] token indices, k per sample), with their position
     /// embedding: the same values and gradients as gathering `patchTokens(img)`, but the patch
     /// embedding runs on the k kept patches alone (MAE embeds all L and then drops the masked ones).
     public func patchTokens(_ img: Tensor, keeping indices: [Int], count k: Int) -> Tensor {
-        let cols = gatherTokens(im2col(img, patch: shape.patchSize), indices, count: k)
-        let w = patchEmbed.weight
-        let x = linear(cols, w.reshaped([w.shape[0], -1]), patchEmbed.bias)
-        let l = shape.patches
-        let pos = style.clsToken ? slice(posEmbed, axis: 1, start: 1, length: l) : posEmbed
-        return x + gatherTokens(expand(pos, to: [img.shape[0], l, shape.width]), indices, count: k)
+        let x = patchEmbed.embed(columns: gatherTokens(im2col(img, patch: shape.patchSize), indices, count: k))
+        let pos = expand(patchPositions, to: [img.shape[0], shape.patches, shape.width])
+        return x + gatherTokens(pos, indices, count: k)
     }
 
     /// cls_token + pos_embed[0], expanded to [B, 1, D].

@@ -74,6 +74,9 @@ public final class PatchEmbed: Module {
 
     /// img [B, C, H, W] → [B, L, D]
     public func callAsFunction(_ img: Tensor) -> Tensor { patchEmbed(img, weight: weight, bias: bias) }
+
+    /// The embedding of patches already laid out by `im2col` (for instance only the kept ones).
+    public func embed(columns: Tensor) -> Tensor { patchEmbed(columns: columns, weight: weight, bias: bias) }
 }
 
 /// Fixed 2-D sin-cos position tables (spec §1.2).

@@ -42,8 +42,12 @@ public func im2col(_ img: Tensor, patch p: Int) -> Tensor {
 public func patchEmbed(_ img: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
     precondition(weight.rank == 4 && weight.shape[2] == weight.shape[3] && weight.shape[1] == img.shape[1],
                  "tessera: patch embedding weight \(weight.shape) does not fit image \(img.shape)")
-    let cols = im2col(img, patch: weight.shape[2])
-    return linear(cols, weight.reshaped([weight.shape[0], -1]), bias)
+    return patchEmbed(columns: im2col(img, patch: weight.shape[2]), weight: weight, bias: bias)
+}
+
+/// The patch embedding of patches already laid out by `im2col` (any subset of them): cols [..., C·p·p].
+public func patchEmbed(columns cols: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+    linear(cols, weight.reshaped([weight.shape[0], -1]), bias)
 }
 
 /// A normalised k×k Gaussian, exp(−((x−μ)² + (y−μ)²) / 2σ²) with μ = (k−1)/2 (integer division), as SAIM builds it.
