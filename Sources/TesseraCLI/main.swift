@@ -129,6 +129,9 @@ struct Bench: ParsableCommand {
     @Option(help: "For `train`: comma-separated PyTorch modes to run, eager and/or compile.")
     var torchModes: String = "eager,compile"
 
+    @Option(help: "For `train`: comma-separated Tessera modes, replicas (the batch split over threads, as pre-training runs) and/or kernels (one pass, threaded kernels).")
+    var tesseraModes: String = "replicas"
+
     @Option(help: .hidden)
     var only: String?
 
@@ -151,13 +154,23 @@ struct Bench: ParsableCommand {
             print(benchmarkDecodeAugment(imageDir: images))
         case "train":
             let presets = try model.split(separator: ",").map { try TrainBenchmark.preset(String($0)) }
-            if only == "tessera" {
+            if let only {
                 // One measurement in this (fresh) process, as a JSON line for the parent's table.
-                for p in presets { print(try TrainBenchmark.measureTessera(p, steps: reps, warmup: warmup).json) }
+                guard only == "tessera" || only == "tessera-kernels" else { throw ValidationError("--only: unknown mode '\(only)'") }
+                for p in presets {
+                    print(try TrainBenchmark.measureTessera(p, steps: reps, warmup: warmup, dataParallel: only == "tessera").json)
+                }
                 return
             }
             let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("tools/bench_torch_mae.py").path
+            let tessera = try tesseraModes.split(separator: ",").map { m -> String in
+                guard TrainBenchmark.tesseraModes.contains(String(m)) else {
+                    throw ValidationError("--tessera-modes: unknown mode '\(m)'; choose \(TrainBenchmark.tesseraModes.joined(separator: ", "))")
+                }
+                return String(m)
+            }
             print(TrainBenchmark.report(presets: presets, steps: reps, warmup: warmup, rounds: rounds, withTorch: !noTorch,
+                                        tesseraModes: tessera,
                                         torchModes: try torchModes.split(separator: ",").map { m -> String in
                                             guard m == "eager" || m == "compile" else { throw ValidationError("--torch-modes: unknown mode '\(m)'; choose eager, compile") }
                                             return String(m)

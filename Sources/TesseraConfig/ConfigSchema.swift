@@ -45,6 +45,9 @@ public enum ConfigSchema {
               aka: ["finetune", "pretrained", "checkpoint_path", "weights"]),
         .make("threads", \.threads, .value(0), .atLeast(0), "worker threads for compute; 0 = all cores",
               aka: ["num_threads"]),
+        .make("data_parallel", \.dataParallel, .value(true),
+              "pre-training: cut each batch into one part per thread, each with its own forward and backward pass "
+              + "(gradients summed; equal to the whole-batch pass up to float rounding); false = one pass with threaded kernels"),
     ]
 
     static let model: [ConfigKey] = [

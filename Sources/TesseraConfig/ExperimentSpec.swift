@@ -22,6 +22,8 @@ public struct ExperimentSpec: Equatable, Sendable {
     public var initCheckpoint: String? = nil
     /// Worker threads; 0 = all cores.
     public var threads = 0
+    /// Pre-training: split each batch over the worker threads, one forward and backward pass per thread.
+    public var dataParallel = true
     public var model = ModelSpec()
     public var data = DataSpec()
     public var augment = AugmentSpec()

@@ -21,6 +21,14 @@ public protocol PretrainModel: Module {
     /// How targets are patchified and normalised (for pictures).
     var targetOrder: Patches.Order { get }
     var targetNorm: Patches.Norm { get }
+    /// For a pass split over replicas (`PretrainStep`): draws the whole batch's noise from `ctx.rng`
+    /// as `forward` would and returns the noise of a range of images. Nil when the method's loss is
+    /// not a mean of equal per-image terms, so the batch cannot be split.
+    func splitNoise(batch: Int, ctx: Context) -> ((Range<Int>) -> Tensor)?
+}
+
+extension PretrainModel {
+    public func splitNoise(batch: Int, ctx: Context) -> ((Range<Int>) -> Tensor)? { nil }
 }
 
 /// Masked autoencoder (spec §2) with MAE-priv's variants (spec §3) as options.
@@ -109,6 +117,20 @@ public final class MAE: Module, PretrainModel {
         let t = Patches.patchify(images, patch: encoder.shape.patchSize, order: options.patchOrder)
         Patches.normalize(t, options.targetNorm)
         return t
+    }
+
+    /// Every image hides the same number of patches, so the loss (a mean over hidden patches) is the
+    /// image-weighted mean of the parts' losses. With a shared mask each part gets sample 0's noise row.
+    public func splitNoise(batch b: Int, ctx: Context) -> ((Range<Int>) -> Tensor)? {
+        let l = encoder.shape.patches
+        let full = Tensor.uniform([b, l], rng: &ctx.rng)
+        let shared = options.sharedMask
+        return { rows in
+            let part = Tensor(shape: [rows.count, l])
+            part.data.update(from: full.data + rows.lowerBound * l, count: rows.count * l)
+            if shared { part.data.update(from: full.data, count: l) }
+            return part
+        }
     }
 
     /// images [B, C, H, W] → loss over the removed patches, prediction [B, L, p²C], mask [B·L].

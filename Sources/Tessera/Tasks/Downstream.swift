@@ -252,14 +252,17 @@ public final class DownstreamRunner {
         var last: EvalResult? = nil
         let computeStart = Date()
         for epoch in startEpoch..<spec.epochs {
-            let result = try loop.epoch(epoch) { batch, it in
+            let result = try loop.epoch(epoch) { batch, it, scale in
                 let ctx = Context(training: true, rng: modelRNG(it))
+                let loss: Tensor
                 if let mixup {
                     var r = mixRNG(it)
                     let targets = try mixup.apply(images: batch.images, labels: batch.labels, rng: &r)
-                    return crossEntropy(trainLogits(batch.images, ctx: ctx), softTargets: targets)
+                    loss = crossEntropy(trainLogits(batch.images, ctx: ctx), softTargets: targets)
+                } else {
+                    loss = crossEntropy(trainLogits(batch.images, ctx: ctx), labels: batch.labels, smoothing: Float(a.smoothing))
                 }
-                return crossEntropy(trainLogits(batch.images, ctx: ctx), labels: batch.labels, smoothing: Float(a.smoothing))
+                return PretrainStep.backwardIfFinite(loss, scale: scale)
             }
             lastEpochLoss = result.meanLoss
             let step = (epoch + 1) * iters

@@ -65,8 +65,9 @@ public final class PretrainRunner {
         let totalComputeStart = Date()
         let waitAtStart = loader.waitSeconds
         for epoch in resumed.epoch..<spec.epochs {
-            let result = try loop.epoch(epoch, stopAfterIterations: stopAfterIterations) { batch, it in
-                model.forward(images: batch.images, noise: nil, ctx: Context(training: true, rng: modelRNG(it))).loss
+            let result = try loop.epoch(epoch, stopAfterIterations: stopAfterIterations) { batch, it, scale in
+                PretrainStep.run(model, images: batch.images, ctx: Context(training: true, rng: modelRNG(it)), scale: scale,
+                                 replicas: spec.dataParallel ? Parallel.threads : 1)
             }
             if let stopped = result.stoppedAt {
                 return RunSummary(runDir: run.path, epochs: epoch, steps: stopped.step, finalLoss: stopped.loss, imagesPerSecond: 0,

@@ -112,8 +112,10 @@ public enum TrainBenchmark {
     }
 
     /// Trains the preset in this process on fixed synthetic images: `warmup` untimed steps, then
-    /// `steps` timed ones (forward, backward, AdamW update, zeroing the gradients).
-    public static func measureTessera(_ p: Preset, steps: Int, warmup: Int) throws -> Measurement {
+    /// `steps` timed ones (forward, backward, AdamW update, zeroing the gradients). `dataParallel`
+    /// splits each batch over the threads as pre-training does by default (`PretrainStep`); false runs
+    /// one pass with threaded kernels.
+    public static func measureTessera(_ p: Preset, steps: Int, warmup: Int, dataParallel: Bool = true) throws -> Measurement {
         let spec = try ConfigLoader.load(yaml: p.yaml, file: "bench_\(p.name).yaml", checkPaths: false)
         let base = residentBytes()
         var rng = RandomGenerator(seed: 0)
@@ -124,8 +126,8 @@ public enum TrainBenchmark {
         var times: [Double] = []
         for i in 0..<(warmup + steps) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let out = model.forward(images: images, noise: nil, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))))
-            out.loss.backward()
+            _ = PretrainStep.run(model, images: images, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))), scale: 1,
+                                 replicas: dataParallel ? Parallel.threads : 1)
             opt.step(lr: 1e-4, weightDecay: nil)
             model.zeroGrad()
             if i >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9) }
@@ -155,12 +157,26 @@ public enum TrainBenchmark {
     /// Whether python3 can import torch.
     static func torchAvailable() -> Bool { Subprocess.run(["python3", "-c", "import torch"])?.succeeded ?? false }
 
-    /// The comparison table: for each preset and round, Tessera (a child process running
-    /// `self bench train --only tessera`), then PyTorch eager, then torch.compile.
+    /// Tessera's two ways to use the threads: `replicas` (the batch split over threads, the default in
+    /// pre-training) and `kernels` (one pass whose kernels are split over threads).
+    public static let tesseraModes = ["replicas", "kernels"]
+
+    /// Images per second from a measurement's median step time (robust to the bursts of a shared
+    /// host), the same statistic for every framework; the mean rate when no step times were sent.
+    static func rate(_ m: Measurement, batch: Int) -> Double {
+        let t = m.stepSeconds.sorted()
+        guard !t.isEmpty else { return m.imagesPerSecond }
+        let median = t.count % 2 == 1 ? t[t.count / 2] : (t[t.count / 2 - 1] + t[t.count / 2]) / 2
+        return Double(batch) / median
+    }
+
+    /// The comparison table: for each preset and round, Tessera in each of `tesseraModes` (child
+    /// processes running `self bench train --only tessera-<mode>`), then PyTorch eager, then torch.compile.
     public static func report(presets: [Preset], steps: Int, warmup: Int, rounds: Int, withTorch: Bool,
-                              torchModes: [String] = ["eager", "compile"], executable: String, torchScript: String) -> String {
+                              tesseraModes: [String] = ["replicas"], torchModes: [String] = ["eager", "compile"],
+                              executable: String, torchScript: String) -> String {
         let torch = withTorch && FileManager.default.fileExists(atPath: torchScript) && torchAvailable()
-        let frameworks = ["tessera"] + (torch ? torchModes.map { "torch " + $0 } : [])
+        let frameworks = tesseraModes.map { $0 == "replicas" ? "tessera" : "tessera " + $0 } + (torch ? torchModes.map { "torch " + $0 } : [])
         var lines = ["MAE pre-training step (forward, backward, AdamW), synthetic images, \(Parallel.threads) threads; "
                      + "\(steps) timed steps after \(warmup) warm-up, \(rounds) round(s) run in turn"]
         if !torch { lines.append("(PyTorch not measured: \(withTorch ? "python3 with torch or \(torchScript) not found" : "--no-torch"))") }
@@ -173,9 +189,9 @@ public enum TrainBenchmark {
                 for f in frameworks {
                     var note = ""
                     let m: Measurement?
-                    if f == "tessera" {
+                    if f.hasPrefix("tessera") {
                         m = runMeasurement(executable, ["bench", "train", "--model", p.name, "--reps", "\(steps)", "--warmup", "\(warmup)",
-                                                        "--only", "tessera"], note: &note)
+                                                        "--only", f == "tessera" ? "tessera" : "tessera-kernels"], note: &note)
                     } else {
                         m = runMeasurement("python3", [torchScript] + p.torchArguments
                                            + ["--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(Parallel.threads)",
@@ -184,13 +200,13 @@ public enum TrainBenchmark {
                     if let m { results[f, default: []].append(m) } else { notes.append("\(f): \(note)") }
                 }
             }
-            func best(_ f: String) -> Double? { results[f]?.map(\.imagesPerSecond).max() }
+            func best(_ f: String) -> Double? { results[f]?.map { rate($0, batch: p.batch) }.max() }
             for f in frameworks {
                 guard let ms = results[f], let b = best(f) else {
                     lines.append(pad(p.name, 9) + pad(f, 17) + "failed")
                     continue
                 }
-                let perRound = ms.map { String(format: "%.1f", $0.imagesPerSecond) }.joined(separator: " ")
+                let perRound = ms.map { String(format: "%.1f", rate($0, batch: p.batch)) }.joined(separator: " ")
                 let peak = Double(ms.map(\.peakBytes).max() ?? 0) / 1_048_576
                 let vsEager = best("torch eager").map { String(format: "%.2f", b / $0) } ?? "-"
                 let vsCompile = best("torch compile").map { String(format: "%.2f", b / $0) } ?? "-"
@@ -201,6 +217,8 @@ public enum TrainBenchmark {
             for n in notes { lines.append("  note: \(n)") }
         }
         lines.append("")
+        lines.append("img/s: batch / median step time of each measurement; best: the best round. tessera splits each batch")
+        lines.append("over the threads (one forward and backward pass per thread); tessera kernels runs one pass with threaded kernels.")
         lines.append("GFLOP/s: the PyTorch model's linear, patch-embedding (all patches) and attention products, 3 × forward, for")
         lines.append("every framework (Tessera embeds only the kept patches). Peak MiB: growth of the process's peak resident set")
         lines.append("over its size before the model is built; each measurement is a fresh process.")

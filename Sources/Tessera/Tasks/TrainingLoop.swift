@@ -58,10 +58,11 @@ final class TrainingLoop {
         return loader
     }
 
-    /// Runs one epoch. `loss(batch, iteration)` does the forward pass and returns the scalar loss.
+    /// Runs one epoch. `step(batch, iteration, scale)` runs the forward pass, back-propagates
+    /// scale × loss when the loss is finite (`PretrainStep.backwardIfFinite`) and returns the loss.
     /// Gradients left over from an incomplete accumulation group of the previous epoch are dropped,
     /// as MAE's train_one_epoch does (a checkpoint does not hold them, so resume could not).
-    func epoch(_ epoch: Int, stopAfterIterations: Int? = nil, loss: (Batch, Int) throws -> Tensor) throws -> EpochResult {
+    func epoch(_ epoch: Int, stopAfterIterations: Int? = nil, step: (Batch, Int, Float) throws -> Float) throws -> EpochResult {
         let iters = itersPerEpoch, accum = spec.accumIter
         var window = (loss: 0.0, count: 0, images: 0, start: Date(), wait: loader.waitSeconds)
         var epochLoss = 0.0, epochCount = 0
@@ -73,16 +74,13 @@ final class TrainingLoop {
         while let batch = batches.next() {
             let it = epoch * iters + i
             if i % accum == 0 { lr = schedule.value(iteration: it, itersPerEpoch: iters, accumIter: accum) }
-            let l = try loss(batch, it)
-            let lossValue = Double(l.item)
+            let lossValue = Double(try step(batch, it, accum > 1 ? 1 / Float(accum) : 1))
             guard lossValue.isFinite else {
-                Autograd.reset()
                 progress.clear()
                 batches.stop()
                 throw TrainingError(description: "tessera: loss is \(lossValue) at epoch \(epoch), iteration \(it); stopped. "
                                     + "Last good checkpoint: \(lastCheckpointPath ?? "none")")
             }
-            (accum > 1 ? l * (1 / Float(accum)) : l).backward()
             if (i + 1) % accum == 0 {
                 gradNorm = clipGradNorm(groups, maxNorm: spec.optim.clipGrad.map(Float.init))
                 optimizer.step(lr: Float(lr), weightDecay: nil)

@@ -4,44 +4,71 @@ public final class GradSlot: @unchecked Sendable {
     /// Leaves (parameters and inputs marked with `requiringGrad`) keep their gradient after backward.
     public let isLeaf: Bool
     public var grad: Tensor?
+    /// Inside `Replicas.run`: the gradients replicas 1, 2, … write to this leaf, summed into `grad`
+    /// afterwards. Each replica writes only its own box; the array is only read while they run.
+    var shadows: [ShadowGrad] = []
 
     init(shape: [Int], isLeaf: Bool) {
         self.shape = shape
         self.isLeaf = isLeaf
     }
 
+    /// The gradient this thread adds to: `grad`, or a leaf's shadow inside replica r > 0.
+    private var mine: Tensor? {
+        @inline(__always) get {
+            guard isLeaf else { return grad }
+            let r = ThreadState.current.replica
+            return r == 0 ? grad : shadow(r)
+        }
+        @inline(__always) set {
+            guard isLeaf else { grad = newValue; return }
+            let r = ThreadState.current.replica
+            if r == 0 { grad = newValue } else { _ = shadow(r); shadows[r - 1].grad = newValue }
+        }
+    }
+
+    private func shadow(_ r: Int) -> Tensor? {
+        precondition(r - 1 < shadows.count, "tessera: a leaf of shape \(shape) that Replicas.run was not given received a gradient in replica \(r)")
+        return shadows[r - 1].grad
+    }
+
     /// Adds `g` into this slot. When `owned` is true the caller gives up `g`, so the first
     /// contribution is adopted without a copy.
     public func accumulate(_ g: Tensor, owned: Bool) {
         precondition(g.count == shape.reduce(1, *), "tessera: gradient of shape \(g.shape) for a tensor of shape \(shape)")
-        if let existing = grad {
+        if let existing = mine {
             Kernels.addInPlace(existing.data, g.data, existing.count)
         } else if owned {
-            grad = g.shape == shape ? g : g.view(shape)
+            mine = g.shape == shape ? g : g.view(shape)
         } else {
             let c = Tensor(shape: shape)
             let src = g.data, dst = c.data
             Parallel.forRange(c.count, minCost: 1 << 18) { r in (dst + r.lowerBound).update(from: src + r.lowerBound, count: r.count) }
-            grad = c
+            mine = c
         }
     }
 
     /// Where a kernel should write this slot's gradient: the existing gradient with beta 1 (add to
     /// it), or a fresh uninitialised buffer with beta 0 (overwrite it).
     public func target() -> (Tensor, Float) {
-        if let g = grad { return (g, 1) }
+        if let g = mine { return (g, 1) }
         let g = Tensor(shape: shape)
-        grad = g
+        mine = g
         return (g, 0)
     }
 
     /// A gradient buffer to write into directly (zeroed on first use), for kernels that accumulate.
     public func buffer() -> Tensor {
-        if let g = grad { return g }
+        if let g = mine { return g }
         let g = Tensor.zeros(shape)
-        grad = g
+        mine = g
         return g
     }
+}
+
+/// One replica's gradient of one leaf (see `GradSlot.shadows`).
+final class ShadowGrad {
+    var grad: Tensor?
 }
 
 /// The recorded backward steps of the current forward pass, in execution order.
@@ -50,8 +77,16 @@ public enum Autograd {
         let out: GradSlot
         let backward: (Tensor) -> Void
     }
-    nonisolated(unsafe) static var tape: [Node] = []
-    nonisolated(unsafe) static var enabled = true
+    /// The tape and the recording switch belong to the calling thread, so replicas (see
+    /// `Replicas.run`) record and run their own passes side by side.
+    static var tape: [Node] {
+        get { ThreadState.current.tape }
+        _modify { yield &ThreadState.current.tape }
+    }
+    static var enabled: Bool {
+        get { ThreadState.current.enabled }
+        set { ThreadState.current.enabled = newValue }
+    }
 
     /// Whether ops record backward steps (false inside `noGrad`).
     public static var isEnabled: Bool { enabled }
@@ -103,8 +138,9 @@ public enum Autograd {
             precondition(root.count == 1, "tessera: backward() without a seed needs a scalar, got shape \(root.shape)")
             rootSlot.accumulate(Tensor.full(root.shape, 1), owned: true)
         }
-        let nodes = tape
-        tape.removeAll(keepingCapacity: true)
+        let state = ThreadState.current
+        let nodes = state.tape
+        state.tape.removeAll(keepingCapacity: true)
         let saved = enabled
         enabled = false
         defer { enabled = saved }

@@ -13,7 +13,7 @@ public enum BLAS {
                             parallel: Bool = true) {
         if m == 0 || n == 0 { return }
         let flops = 2 * m * n * k
-        let parts = parallel ? min(Parallel.threads, max(1, flops / (1 << 22))) : 1
+        let parts = parallel ? min(Parallel.workers, max(1, flops / (1 << 22))) : 1
         if parts <= 1 {
             serial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return

@@ -33,7 +33,7 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
         let gp = g.data
         let needW = weight?.slot != nil || bias?.slot != nil
         // Per-thread partial sums for dw, db.
-        let parts = Parallel.threads
+        let parts = Parallel.workers
         let partial = needW ? Tensor.zeros([parts, 2, d]) : nil
         let dxT: (Tensor, Float)? = x.slot.map { $0.target() }
         Parallel.run(parts) { p in
