@@ -27,12 +27,24 @@ final class TrainBenchmarkTests: XCTestCase {
         XCTAssertNil(TrainBenchmark.Measurement(json: "Traceback (most recent call last):"))
     }
 
+    func testRateUsesTheMedianStep() throws {
+        // One 10 s stall among fast steps moves the mean rate, not the median one.
+        let m = try XCTUnwrap(TrainBenchmark.Measurement(json: #"{"images_per_s": 2.6, "step_seconds": [1.0, 0.5, 10.0], "peak_bytes": 1}"#))
+        XCTAssertEqual(TrainBenchmark.rate(m, batch: 10), 10)
+        let even = try XCTUnwrap(TrainBenchmark.Measurement(json: #"{"images_per_s": 1, "step_seconds": [1.0, 0.5, 10.0, 0.25], "peak_bytes": 1}"#))
+        XCTAssertEqual(TrainBenchmark.rate(even, batch: 3), 4)
+        let none = try XCTUnwrap(TrainBenchmark.Measurement(json: #"{"images_per_s": 7.5, "peak_bytes": 1}"#))
+        XCTAssertEqual(TrainBenchmark.rate(none, batch: 3), 7.5)
+    }
+
     func testMeasureTesseraRunsSteps() throws {
         let p = TrainBenchmark.Preset(name: "unit", width: 32, depth: 1, heads: 2, img: 16, patch: 4,
                                       decWidth: 16, decDepth: 1, decHeads: 2, batch: 4)
-        let m = try TrainBenchmark.measureTessera(p, steps: 2, warmup: 1)
-        XCTAssertEqual(m.stepSeconds.count, 2)
-        XCTAssertGreaterThan(m.imagesPerSecond, 0)
-        XCTAssertTrue(m.stepSeconds.allSatisfy { $0 > 0 })
+        for dataParallel in [true, false] {
+            let m = try TrainBenchmark.measureTessera(p, steps: 2, warmup: 1, dataParallel: dataParallel)
+            XCTAssertEqual(m.stepSeconds.count, 2)
+            XCTAssertGreaterThan(m.imagesPerSecond, 0)
+            XCTAssertTrue(m.stepSeconds.allSatisfy { $0 > 0 })
+        }
     }
 }

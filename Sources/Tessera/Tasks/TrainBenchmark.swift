@@ -163,11 +163,14 @@ public enum TrainBenchmark {
 
     /// Images per second from a measurement's median step time (robust to the bursts of a shared
     /// host), the same statistic for every framework; the mean rate when no step times were sent.
-    static func rate(_ m: Measurement, batch: Int) -> Double {
-        let t = m.stepSeconds.sorted()
-        guard !t.isEmpty else { return m.imagesPerSecond }
-        let median = t.count % 2 == 1 ? t[t.count / 2] : (t[t.count / 2 - 1] + t[t.count / 2]) / 2
-        return Double(batch) / median
+    public static func rate(_ m: Measurement, batch: Int) -> Double {
+        m.stepSeconds.isEmpty ? m.imagesPerSecond : Double(batch) / median(m.stepSeconds)
+    }
+
+    static func median(_ v: [Double]) -> Double {
+        let t = v.sorted()
+        guard !t.isEmpty else { return .nan }
+        return t.count % 2 == 1 ? t[t.count / 2] : (t[t.count / 2 - 1] + t[t.count / 2]) / 2
     }
 
     /// The comparison table: for each preset and round, Tessera in each of `tesseraModes` (child
@@ -213,6 +216,15 @@ public enum TrainBenchmark {
                 lines.append(pad(p.name, 9) + pad(f, 17) + pad(perRound, 23)
                              + String(format: "%10.1f  %7.1f  %8.1f  ", b, b * p.flopsPerImage / 1e9, peak)
                              + pad(vsEager, 7, left: true) + "  " + pad(vsCompile, 8, left: true))
+            }
+            // Ratios within each round (measured minutes apart, not hours), and their median.
+            if let mine = results[frameworks[0]] {
+                for f in frameworks.dropFirst() where f.hasPrefix("torch") {
+                    guard let theirs = results[f], theirs.count == mine.count, !mine.isEmpty else { continue }
+                    let r = zip(mine, theirs).map { rate($0, batch: p.batch) / rate($1, batch: p.batch) }
+                    lines.append("  \(frameworks[0]) ÷ \(f) per round: " + r.map { String(format: "%.2f", $0) }.joined(separator: " ")
+                                 + String(format: "  (median %.2f)", median(r)))
+                }
             }
             for n in notes { lines.append("  note: \(n)") }
         }
