@@ -139,3 +139,16 @@ func assertClose(_ a: [Float], _ b: [Float], tol: Double, _ what: String,
     XCTAssertLessThan(e, tol, "\(what): relative error", file: file, line: line)
     return e
 }
+
+/// Runs each test with at least two compute threads (whatever the machine has), so the threaded
+/// code paths are the ones exercised; the previous count is restored afterwards.
+class TwoThreadsTestCase: XCTestCase {
+    private var savedThreads = 1
+
+    override func setUp() {
+        savedThreads = Parallel.threads
+        Parallel.setThreads(max(savedThreads, 2))
+    }
+
+    override func tearDown() { Parallel.setThreads(savedThreads) }
+}

@@ -4,16 +4,7 @@ import TesseraCore
 /// Gradient checks at shapes large enough that the kernels split work over threads (GEMM row and
 /// column blocks, per-batch matmul, element-wise ranges, layerNorm partial sums, attention tasks).
 /// The numerical side samples a few elements per input.
-final class ParallelPathGradTests: XCTestCase {
-    private var savedThreads = 1
-
-    override func setUp() {
-        savedThreads = Parallel.threads
-        Parallel.setThreads(max(savedThreads, 2))
-    }
-
-    override func tearDown() { Parallel.setThreads(savedThreads) }
-
+final class ParallelPathGradTests: TwoThreadsTestCase {
     func testLinearLarge() {
         let x = randn([256, 128], seed: 1, std: 0.5), w = randn([192, 128], seed: 2, std: 0.1), b = randn([192], seed: 3)
         gradCheck(inputs: [x, w, b], samples: 24) { v in linear(v[0], v[1], v[2]) }

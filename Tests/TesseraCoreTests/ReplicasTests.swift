@@ -3,16 +3,7 @@ import TesseraCore
 
 /// `Replicas.run`: replicas record on their own tapes, keep kernels on their own thread, and the
 /// leaves' gradients after the run are the sums of the replicas' gradients.
-final class ReplicasTests: XCTestCase {
-    private var savedThreads = 1
-
-    override func setUp() {
-        savedThreads = Parallel.threads
-        Parallel.setThreads(2)
-    }
-
-    override func tearDown() { Parallel.setThreads(savedThreads) }
-
+final class ReplicasTests: TwoThreadsTestCase {
     /// A two-layer model on rows of x: the gradient of the summed loss over the split batch equals
     /// the whole-batch gradient.
     func testSplitGradientsSumToWholeBatch() {
@@ -43,7 +34,7 @@ final class ReplicasTests: XCTestCase {
             XCTAssertEqual(workers, [Int](repeating: 1, count: n), "kernels inside a replica stay on its thread")
             XCTAssertEqual(tapes, [Int](repeating: 0, count: n))
             XCTAssertEqual(Autograd.tapeLength, 0)
-            XCTAssertEqual(Parallel.workers, 2, "outside replicas kernels use the configured threads again")
+            XCTAssertEqual(Parallel.workers, Parallel.threads, "outside replicas kernels use the configured threads again")
             for (i, t) in leaves.enumerated() {
                 let g = t.grad!.array
                 var num = 0.0, den = 0.0

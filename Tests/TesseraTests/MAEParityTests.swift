@@ -28,19 +28,7 @@ func readTensors(_ f: HDF5File, group: String) throws -> [String: Tensor] {
 final class MAEParityTests: XCTestCase {
     func check(variant: MAE.Options.Variant, file: String) throws {
         let f = try HDF5File(reading: fixtureURL(file).path)
-        let shape = ViTShape(imgSize: 16, patchSize: 4, inChans: 3, width: 32, depth: 2, heads: 4)
-        var o = MAE.Options()
-        o.variant = variant
-        o.decoderWidth = 16; o.decoderDepth = 2; o.decoderHeads = 2
-        let style: ViTStyle
-        if variant == .official {
-            style = ViTStyle(layout: .fused, posLayout: .mae, clsToken: true)
-        } else {
-            style = ViTStyle(layout: .beit, posLayout: .moco, clsToken: false)
-            o.targetNorm = .layernorm; o.patchOrder = .chw; o.sharedMask = true
-        }
-        var rng = RandomGenerator(seed: 0)
-        let model = MAE(shape, style, o, rng: &rng)
+        let model = smallMAE(variant)
         let params = try readTensors(f, group: "params")
         let report = try model.load(state: params, strict: false)
         // Only the fixed sin-cos tables are absent from the fixture; they are computed, not loaded.

@@ -14,24 +14,8 @@ final class PretrainStepTests: XCTestCase {
 
     override func tearDown() { Parallel.setThreads(savedThreads) }
 
-    func model(_ variant: MAE.Options.Variant) -> MAE {
-        let shape = ViTShape(imgSize: 16, patchSize: 4, inChans: 3, width: 32, depth: 2, heads: 4)
-        var o = MAE.Options()
-        o.variant = variant
-        o.decoderWidth = 16; o.decoderDepth = 2; o.decoderHeads = 2
-        let style: ViTStyle
-        if variant == .official {
-            style = ViTStyle(layout: .fused, posLayout: .mae, clsToken: true)
-        } else {
-            style = ViTStyle(layout: .beit, posLayout: .moco, clsToken: false)
-            o.targetNorm = .layernorm; o.patchOrder = .chw; o.sharedMask = true
-        }
-        var rng = RandomGenerator(seed: 7)
-        return MAE(shape, style, o, rng: &rng)
-    }
-
     func check(_ variant: MAE.Options.Variant) {
-        let m = model(variant)
+        let m = smallMAE(variant, seed: 7)
         var rng = RandomGenerator(seed: 11)
         let images = Tensor.randn([5, 3, 16, 16], rng: &rng)
         let params = m.namedParameters()

@@ -22,6 +22,27 @@ let tinyMAEModelAndData = """
 
 import Foundation
 import XCTest
+import TesseraCore
+import Tessera
+
+/// The small MAE of the PyTorch parity fixtures (16 px, 4×4 patches, width 32, depth 2, decoder
+/// 16/2/2): official MAE, or MAE-priv with BEiT blocks, MoCo sin-cos, no cls token, layer-norm
+/// targets, channel-first patches and one mask per batch.
+func smallMAE(_ variant: MAE.Options.Variant, seed: UInt64 = 0) -> MAE {
+    let shape = ViTShape(imgSize: 16, patchSize: 4, inChans: 3, width: 32, depth: 2, heads: 4)
+    var o = MAE.Options()
+    o.variant = variant
+    o.decoderWidth = 16; o.decoderDepth = 2; o.decoderHeads = 2
+    let style: ViTStyle
+    if variant == .official {
+        style = ViTStyle(layout: .fused, posLayout: .mae, clsToken: true)
+    } else {
+        style = ViTStyle(layout: .beit, posLayout: .moco, clsToken: false)
+        o.targetNorm = .layernorm; o.patchOrder = .chw; o.sharedMask = true
+    }
+    var rng = RandomGenerator(seed: seed)
+    return MAE(shape, style, o, rng: &rng)
+}
 
 /// A test case with a fresh temporary directory per test (`scratch`), removed afterwards.
 class ScratchTestCase: XCTestCase {
