@@ -63,13 +63,13 @@ final class ThreadState {
 
     private static let key: pthread_key_t = {
         var k = pthread_key_t()
-        let rc = pthread_key_create(&k, nil)
+        // A thread's own state is released when the thread ends (loader threads come and go).
+        let rc = pthread_key_create(&k) { p in if let p { Unmanaged<ThreadState>.fromOpaque(p).release() } }
         precondition(rc == 0, "tessera: pthread_key_create failed (\(rc))")
         return k
     }()
 
-    /// This thread's state, made on first use and kept for the thread's life (threads are few: the
-    /// main thread, the dispatch pool and the loader workers).
+    /// This thread's state, made on first use and kept for the thread's life.
     @inline(__always)
     static var current: ThreadState {
         if let p = pthread_getspecific(key) { return Unmanaged<ThreadState>.fromOpaque(p).takeUnretainedValue() }
