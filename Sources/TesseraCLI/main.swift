@@ -154,30 +154,32 @@ struct Bench: ParsableCommand {
             print(benchmarkDecodeAugment(imageDir: images))
         case "train":
             let presets = try model.split(separator: ",").map { try TrainBenchmark.preset(String($0)) }
+            let tessera = try modes(tesseraModes, option: "--tessera-modes", allowed: TrainBenchmark.tesseraModes)
             if let only {
                 // One measurement in this (fresh) process, as a JSON line for the parent's table.
-                guard only == "tessera" || only == "tessera-kernels" else { throw ValidationError("--only: unknown mode '\(only)'") }
+                guard only == "tessera", tessera.count == 1 else { throw ValidationError("--only tessera takes one --tessera-modes mode") }
                 for p in presets {
-                    print(try TrainBenchmark.measureTessera(p, steps: reps, warmup: warmup, dataParallel: only == "tessera").json)
+                    print(try TrainBenchmark.measureTessera(p, steps: reps, warmup: warmup, dataParallel: tessera[0] == "replicas").json)
                 }
                 return
             }
             let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("tools/bench_torch_mae.py").path
-            let tessera = try tesseraModes.split(separator: ",").map { m -> String in
-                guard TrainBenchmark.tesseraModes.contains(String(m)) else {
-                    throw ValidationError("--tessera-modes: unknown mode '\(m)'; choose \(TrainBenchmark.tesseraModes.joined(separator: ", "))")
-                }
-                return String(m)
-            }
             print(TrainBenchmark.report(presets: presets, steps: reps, warmup: warmup, rounds: rounds, withTorch: !noTorch,
                                         tesseraModes: tessera,
-                                        torchModes: try torchModes.split(separator: ",").map { m -> String in
-                                            guard m == "eager" || m == "compile" else { throw ValidationError("--torch-modes: unknown mode '\(m)'; choose eager, compile") }
-                                            return String(m)
-                                        },
+                                        torchModes: try modes(torchModes, option: "--torch-modes", allowed: ["eager", "compile"]),
                                         executable: CommandLine.arguments[0], torchScript: script))
         default:
             throw ValidationError("unknown benchmark '\(what)'; choose ops, data or train")
+        }
+    }
+
+    /// A comma-separated list of modes, each one of `allowed`.
+    func modes(_ list: String, option: String, allowed: [String]) throws -> [String] {
+        try list.split(separator: ",").map { m in
+            guard allowed.contains(String(m)) else {
+                throw ValidationError("\(option): unknown mode '\(m)'; choose \(allowed.joined(separator: ", "))")
+            }
+            return String(m)
         }
     }
 }

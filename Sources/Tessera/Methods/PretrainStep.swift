@@ -15,33 +15,23 @@ public enum PretrainStep {
         let n = min(replicas, b)
         guard n > 1, let noiseFor = model.splitNoise(batch: b, ctx: ctx) else {
             let loss = model.forward(images: images, noise: nil, ctx: ctx).loss
-            return backwardIfFinite(loss, scale: scale)
+            return loss.backwardIfFinite(scale: scale)
         }
         let per = images.count / b
         let rest = Array(images.shape.dropFirst())
-        var losses = [Float](repeating: 0, count: n)
+        let rows = (0..<n).map { r in (b * r / n)..<(b * (r + 1) / n) }
+        let weights = rows.map { Float($0.count) / Float(b) }
         let seeds = (0..<n).map { ctx.rng.derived(0x5245_504C, UInt64($0)) }
+        var losses = [Float](repeating: 0, count: n)
         losses.withUnsafeMutableBufferPointer { out in
             let out = out
             Replicas.run(n, leaves: model.namedParameters().map(\.tensor)) { r in
-                let rows = (b * r / n)..<(b * (r + 1) / n)
-                let part = images.view([rows.count] + rest, start: rows.lowerBound * per)
+                let part = images.view([rows[r].count] + rest, start: rows[r].lowerBound * per)
                 let partCtx = Context(training: ctx.training, rng: seeds[r])
-                let loss = model.forward(images: part, noise: noiseFor(rows), ctx: partCtx).loss
-                out[r] = backwardIfFinite(loss, scale: scale * Float(rows.count) / Float(b))
+                let loss = model.forward(images: part, noise: noiseFor(rows[r]), ctx: partCtx).loss
+                out[r] = loss.backwardIfFinite(scale: scale * weights[r])
             }
         }
-        var total: Float = 0
-        for r in 0..<n { total += losses[r] * Float((b * (r + 1) / n) - (b * r / n)) / Float(b) }
-        return total
-    }
-
-    /// Back-propagates `scale` × `loss` when the loss is finite (else drops the recorded pass) and
-    /// returns the loss.
-    public static func backwardIfFinite(_ loss: Tensor, scale: Float) -> Float {
-        let v = loss.item
-        guard v.isFinite else { Autograd.reset(); return v }
-        loss.backward(scale == 1 ? nil : Tensor.full(loss.shape, scale))
-        return v
+        return zip(losses, weights).reduce(0) { $0 + $1.0 * $1.1 }
     }
 }

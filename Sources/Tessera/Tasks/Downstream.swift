@@ -262,7 +262,7 @@ public final class DownstreamRunner {
                 } else {
                     loss = crossEntropy(trainLogits(batch.images, ctx: ctx), labels: batch.labels, smoothing: Float(a.smoothing))
                 }
-                return PretrainStep.backwardIfFinite(loss, scale: scale)
+                return loss.backwardIfFinite(scale: scale)
             }
             lastEpochLoss = result.meanLoss
             let step = (epoch + 1) * iters

@@ -179,7 +179,9 @@ public enum TrainBenchmark {
                               tesseraModes: [String] = ["replicas"], torchModes: [String] = ["eager", "compile"],
                               executable: String, torchScript: String) -> String {
         let torch = withTorch && FileManager.default.fileExists(atPath: torchScript) && torchAvailable()
-        let frameworks = tesseraModes.map { $0 == "replicas" ? "tessera" : "tessera " + $0 } + (torch ? torchModes.map { "torch " + $0 } : [])
+        // Row label → the mode a child process measures ("tessera" alone is the default, replicas).
+        let tesseraRows = tesseraModes.map { (label: $0 == "replicas" ? "tessera" : "tessera " + $0, mode: $0) }
+        let frameworks = tesseraRows.map(\.label) + (torch ? torchModes.map { "torch " + $0 } : [])
         var lines = ["MAE pre-training step (forward, backward, AdamW), synthetic images, \(Parallel.threads) threads; "
                      + "\(steps) timed steps after \(warmup) warm-up, \(rounds) round(s) run in turn"]
         if !torch { lines.append("(PyTorch not measured: \(withTorch ? "python3 with torch or \(torchScript) not found" : "--no-torch"))") }
@@ -192,9 +194,9 @@ public enum TrainBenchmark {
                 for f in frameworks {
                     var note = ""
                     let m: Measurement?
-                    if f.hasPrefix("tessera") {
+                    if let row = tesseraRows.first(where: { $0.label == f }) {
                         m = runMeasurement(executable, ["bench", "train", "--model", p.name, "--reps", "\(steps)", "--warmup", "\(warmup)",
-                                                        "--only", f == "tessera" ? "tessera" : "tessera-kernels"], note: &note)
+                                                        "--only", "tessera", "--tessera-modes", row.mode], note: &note)
                     } else {
                         m = runMeasurement("python3", [torchScript] + p.torchArguments
                                            + ["--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(Parallel.threads)",

@@ -59,7 +59,7 @@ final class TrainingLoop {
     }
 
     /// Runs one epoch. `step(batch, iteration, scale)` runs the forward pass, back-propagates
-    /// scale × loss when the loss is finite (`PretrainStep.backwardIfFinite`) and returns the loss.
+    /// scale × loss when the loss is finite (`Tensor.backwardIfFinite`) and returns the loss.
     /// Gradients left over from an incomplete accumulation group of the previous epoch are dropped,
     /// as MAE's train_one_epoch does (a checkpoint does not hold them, so resume could not).
     func epoch(_ epoch: Int, stopAfterIterations: Int? = nil, step: (Batch, Int, Float) throws -> Float) throws -> EpochResult {

@@ -156,6 +156,15 @@ extension Tensor {
     /// Reverse-mode pass from this tensor; gradients accumulate into every leaf's `grad`.
     public func backward(_ seed: Tensor? = nil) { Autograd.backward(from: self, seed: seed) }
 
+    /// For a training loss: back-propagates `scale` × this scalar when it is finite, else drops the
+    /// recorded pass; returns the loss value either way (the caller decides what a non-finite loss means).
+    public func backwardIfFinite(scale: Float = 1) -> Float {
+        let v = item
+        guard v.isFinite else { Autograd.reset(); return v }
+        backward(scale == 1 ? nil : Tensor.full(shape, scale))
+        return v
+    }
+
     /// Adds `g` to this tensor's gradient slot if it has one.
     @inline(__always)
     func accumulateGrad(_ g: Tensor, owned: Bool) { slot?.accumulate(g, owned: owned) }
