@@ -120,6 +120,8 @@ public enum ConfigSchema {
               .derived("12 if depth is a multiple of 12, else depth") { spec, _ in
                   spec.model.depth % 12 == 0 ? 12 : spec.model.depth
               }, .greaterThan(0), "SAIM/SemAIM: query-stream blocks; one runs after every depth/query_depth encoder blocks"),
+        .make("model.share_weight", \.model.shareWeight, .value(false),
+              "SAIM: the query stream runs the content stream's blocks (query_blocks = blocks, saved under both names)"),
         .make("model.prediction_head", \.model.predictionHead, .value(.mlp),
               "SAIM/SemAIM: pixel prediction head", aka: ["prediction_head_type", "head_type"]),
         .make("model.gaussian_kernel_size", \.model.gaussianKernelSize, .value(0), .atLeast(0),

@@ -93,6 +93,8 @@ public struct ModelSpec: Equatable, Sendable {
 
     // SAIM / SemAIM
     public var queryDepth = 0
+    /// SAIM: the query stream runs the content stream's blocks (`query_blocks` = `blocks`).
+    public var shareWeight = false
     public var predictionHead = PredictionHead.mlp
     public var gaussianKernelSize = 0
     public var gaussianSigma = 0.0

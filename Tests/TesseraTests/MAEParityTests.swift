@@ -39,7 +39,7 @@ final class MAEParityTests: XCTestCase {
 
         let (iv, ishape) = try f.readFloats("images")
         let (nv, nshape) = try f.readFloats("noise")
-        let out = model.forward(images: Tensor(iv, shape: ishape), noise: Tensor(nv, shape: nshape), ctx: Context(training: true))
+        let out = model.forward(images: Tensor(iv, shape: ishape), draws: Tensor(nv, shape: nshape), ctx: Context(training: true))
         out.loss.backward()
         let refLoss = try f.readDoubles("f32/loss").values[0]
         XCTAssertEqual(Double(out.loss.item), refLoss, accuracy: 1e-5 * abs(refLoss))

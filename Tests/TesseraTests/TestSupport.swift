@@ -44,6 +44,17 @@ func smallMAE(_ variant: MAE.Options.Variant, seed: UInt64 = 0) -> MAE {
     return MAE(shape, style, o, rng: &rng)
 }
 
+/// A small SAIM on 16 px images (4×4 patches, width 32, depth 2, 2 query blocks, 3×3 blur, norm-pix).
+func smallSAIM(share: Bool = false, seed: UInt64 = 3) -> SAIM {
+    let shape = ViTShape(imgSize: 16, patchSize: 4, inChans: 3, width: 32, depth: 2, heads: 4)
+    var o = SAIM.Options()
+    o.queryDepth = 2
+    o.shareWeight = share
+    o.gaussianKernel = 3
+    var rng = RandomGenerator(seed: seed)
+    return SAIM(shape, ViTStyle(layout: .split, posLayout: .mae, clsToken: true), o, rng: &rng)
+}
+
 /// A test case with a fresh temporary directory per test (`scratch`), removed afterwards.
 class ScratchTestCase: XCTestCase {
     var scratch: URL!

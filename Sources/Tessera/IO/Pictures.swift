@@ -1,52 +1,104 @@
 import Foundation
 import TesseraCore
 
-/// Pictures written into run directories: MAE reconstructions and loss / lr curves.
+/// Pictures written into run directories: reconstructions, per-patch maps (orders, attention) and
+/// loss / lr curves. Methods call these from their `writePictures`.
 public enum Pictures {
-    /// One row per image: original | masked (removed patches grey) | reconstruction | reconstruction
-    /// with the visible patches pasted back. Norm-pix targets are undone with each patch's own mean and
-    /// std, then the data normalisation with `mean`/`std`.
-    public static func reconstructions(model: PretrainModel, images: Tensor, rng: RandomGenerator, to path: String,
-                                       mean: [Float], std: [Float], scale: Int = 4) throws {
-        let out = Autograd.noGrad { model.forward(images: images, noise: nil, ctx: Context(training: false, rng: rng)) }
-        guard let pred = out.prediction, let mask = out.mask else { return }
-        let p = model.encoder.shape.patchSize, c = model.encoder.shape.inChans
-        let order = model.targetOrder
-        let target = Patches.patchify(images, patch: p, order: order)
-        let stats = Patches.stats(target, model.targetNorm)
-        let pv = pred.clone()
-        let k = pv.shape[2]
-        if model.targetNorm != .none {
-            for r in 0..<(pv.count / k) { for j in 0..<k { pv.data[r * k + j] = pv.data[r * k + j] * stats.std[r] + stats.mean[r] } }
-        }
-        let recon = Patches.unpatchify(pv, patch: p, channels: c, order: order)
-        let b = images.shape[0], h = images.shape[2], w = images.shape[3]
-        let g = w / p
-        let tile = w * scale
-        var canvas = Canvas(width: 4 * tile + 5 * 2, height: b * (h * scale + 2) + 2)
-        func pixel(_ t: Tensor, _ bi: Int, _ y: Int, _ x: Int) -> (UInt8, UInt8, UInt8) {
-            var rgb: [UInt8] = [0, 0, 0]
-            for ch in 0..<3 {
-                let cc = min(ch, c - 1)
-                let v = t.data[((bi * c + cc) * h + y) * w + x] * std[cc] + mean[cc]
-                rgb[ch] = UInt8(max(0, min(255, (v * 255).rounded())))
+    /// One tile of a picture row: an image [C, H, W] (normalised) or a per-patch map on a g×g grid
+    /// (values scaled to the map's own min–max, cold to warm).
+    public enum Tile {
+        case image(UnsafePointer<Float>, channels: Int, height: Int, width: Int)
+        case map([Float], grid: Int)
+    }
+
+    /// Rows of tiles, each tile drawn `side` pixels wide (nearest-neighbour), 2-pixel gaps.
+    /// `mean`/`std` undo the data normalisation of image tiles.
+    public static func grid(_ rows: [[Tile]], side: Int, mean: [Float], std: [Float], to path: String) throws {
+        let cols = rows.map(\.count).max() ?? 0
+        var canvas = Canvas(width: cols * (side + 2) + 2, height: rows.count * (side + 2) + 2)
+        for (ri, row) in rows.enumerated() {
+            for (ci, tile) in row.enumerated() {
+                let x0 = 2 + ci * (side + 2), y0 = 2 + ri * (side + 2)
+                switch tile {
+                case let .image(p, c, h, w):
+                    for y in 0..<side { for x in 0..<side {
+                        let sy = y * h / side, sx = x * w / side
+                        var rgb: [UInt8] = [0, 0, 0]
+                        for ch in 0..<3 {
+                            let cc = min(ch, c - 1)
+                            let v = p[(cc * h + sy) * w + sx] * std[min(cc, std.count - 1)] + mean[min(cc, mean.count - 1)]
+                            rgb[ch] = UInt8(max(0, min(255, (v * 255).rounded())))
+                        }
+                        canvas.set(x0 + x, y0 + y, (rgb[0], rgb[1], rgb[2]))
+                    } }
+                case let .map(values, g):
+                    let lo = values.min() ?? 0, hi = values.max() ?? 1
+                    for y in 0..<side { for x in 0..<side {
+                        let v = values[(y * g / side) * g + x * g / side]
+                        canvas.set(x0 + x, y0 + y, heat(hi > lo ? (v - lo) / (hi - lo) : 0.5))
+                    } }
+                }
             }
-            return (rgb[0], rgb[1], rgb[2])
-        }
-        for bi in 0..<b {
-            for y in 0..<(h * scale) { for x in 0..<(w * scale) {
-                let sy = y / scale, sx = x / scale
-                let removed = mask[bi * g * g + (sy / p) * g + sx / p] > 0
-                let oy = 2 + bi * (h * scale + 2) + y
-                let orig = pixel(images, bi, sy, sx), rec = pixel(recon, bi, sy, sx)
-                canvas.set(2 + x, oy, orig)
-                canvas.set(4 + tile + x, oy, removed ? (128, 128, 128) : orig)
-                canvas.set(6 + 2 * tile + x, oy, rec)
-                canvas.set(8 + 3 * tile + x, oy, removed ? rec : orig)
-            } }
         }
         try canvas.write(path)
     }
+
+    /// A cold-to-warm colour for t in [0, 1]: dark blue, cyan, yellow, red.
+    static func heat(_ t: Float) -> (UInt8, UInt8, UInt8) {
+        let stops: [(Float, Float, Float)] = [(0.05, 0.05, 0.45), (0.1, 0.75, 0.9), (0.98, 0.9, 0.2), (0.85, 0.1, 0.05)]
+        let x = max(0, min(1, t)) * Float(stops.count - 1)
+        let i = min(Int(x), stops.count - 2), f = x - Float(i)
+        let a = stops[i], b = stops[i + 1]
+        func c(_ u: Float, _ v: Float) -> UInt8 { UInt8(max(0, min(255, ((u + (v - u) * f) * 255).rounded()))) }
+        return (c(a.0, b.0), c(a.1, b.1), c(a.2, b.2))
+    }
+
+    /// The prediction [B, L, P] as images [B, C, H, W]: norm-pix targets are undone with each patch's
+    /// own mean and std of `target` (the patchified images, before normalisation).
+    public static func unnormalizedPrediction(_ prediction: Tensor, target: Tensor, patch p: Int, channels c: Int,
+                                              order: Patches.Order, norm: Patches.Norm) -> Tensor {
+        let pv = prediction.clone()
+        let k = pv.shape[2]
+        if norm != .none {
+            let stats = Patches.stats(target, norm)
+            for r in 0..<(pv.count / k) { for j in 0..<k { pv.data[r * k + j] = pv.data[r * k + j] * stats.std[r] + stats.mean[r] } }
+        }
+        return Patches.unpatchify(pv, patch: p, channels: c, order: order)
+    }
+
+    /// One row per image: original | masked (removed patches grey) | reconstruction | reconstruction
+    /// with the visible patches pasted back. Without a mask (every patch predicted, SAIM): original |
+    /// reconstruction. `target` is what the prediction reconstructs (the images, or SAIM's blurred
+    /// images) and gives the per-patch statistics that undo norm-pix.
+    public static func reconstructions(images: Tensor, target: Tensor? = nil, prediction: Tensor, mask: [Float]?, patch p: Int,
+                                       order: Patches.Order, norm: Patches.Norm, mean: [Float], std: [Float], to path: String) throws {
+        let (b, c, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
+        let targetImages = target ?? images
+        let recon = unnormalizedPrediction(prediction, target: Patches.patchify(targetImages, patch: p, order: order), patch: p,
+                                           channels: c, order: order, norm: norm)
+        let per = c * h * w, g = w / p
+        // The masked and pasted views, built in normalised space: grey is the normalised value of 0.5.
+        let masked = images.clone(), pasted = recon.clone()
+        if let mask {
+            for bi in 0..<b { for ch in 0..<c { for y in 0..<h { for x in 0..<w where mask[bi * g * g + (y / p) * g + x / p] > 0 {
+                let i = bi * per + (ch * h + y) * w + x
+                masked.data[i] = (0.5 - mean[min(ch, mean.count - 1)]) / std[min(ch, std.count - 1)]
+            } } } }
+            for bi in 0..<b { for ch in 0..<c { for y in 0..<h { for x in 0..<w where mask[bi * g * g + (y / p) * g + x / p] == 0 {
+                let i = bi * per + (ch * h + y) * w + x
+                pasted.data[i] = images.data[i]
+            } } } }
+        }
+        func tile(_ t: Tensor, _ bi: Int) -> Tile { .image(UnsafePointer(t.data + bi * per), channels: c, height: h, width: w) }
+        let rows = (0..<b).map { bi -> [Tile] in
+            mask == nil ? [tile(images, bi), tile(recon, bi)] : [tile(images, bi), tile(masked, bi), tile(recon, bi), tile(pasted, bi)]
+        }
+        try grid(rows, side: displaySide(w), mean: mean, std: std, to: path)
+    }
+
+    /// Tile side for an image of side `w`: small inputs are enlarged to about 128 pixels, 224 px ones
+    /// stay as they are.
+    public static func displaySide(_ w: Int) -> Int { w >= 128 ? w : w * max(1, 128 / w) }
 
     /// Loss (top) and learning rate (bottom) against the iteration, from metrics.jsonl.
     public static func curves(metrics: String, to path: String) throws {

@@ -1,38 +1,9 @@
+import Foundation
+import TesseraConfig
 import TesseraCore
 
-/// What a pre-training forward pass returns.
-public struct PretrainOutput {
-    /// The scalar loss to back-propagate.
-    public var loss: Tensor
-    /// Named scalar terms for the log (e.g. "loss_main", "loss_align").
-    public var terms: [String: Float] = [:]
-    /// Reconstruction [B, L, P] in the target's patch order and normalisation, when the method has one.
-    public var prediction: Tensor?
-    /// 1 = patch was hidden from the encoder, [B·L], when the method masks.
-    public var mask: [Float]?
-}
-
-/// A pre-training model: a module with a loss on an image batch.
-public protocol PretrainModel: Module {
-    /// images [B, C, H, W], normalised. `noise` [B, L] replaces the drawn masking/permutation noise.
-    func forward(images: Tensor, noise: Tensor?, ctx: Context) -> PretrainOutput
-    /// The encoder whose weights downstream protocols use.
-    var encoder: ViTEncoder { get }
-    /// How targets are patchified and normalised (for pictures).
-    var targetOrder: Patches.Order { get }
-    var targetNorm: Patches.Norm { get }
-    /// For a pass split over replicas (`PretrainStep`): draws the whole batch's noise from `ctx.rng`
-    /// as `forward` would and returns the noise of a range of images. Nil when the method's loss is
-    /// not a mean of equal per-image terms, so the batch cannot be split.
-    func splitNoise(batch: Int, ctx: Context) -> ((Range<Int>) -> Tensor)?
-}
-
-extension PretrainModel {
-    public func splitNoise(batch: Int, ctx: Context) -> ((Range<Int>) -> Tensor)? { nil }
-}
-
 /// Masked autoencoder (spec §2) with MAE-priv's variants (spec §3) as options.
-public final class MAE: Module, PretrainModel {
+public final class MAE: Module, PretrainMethod {
     public struct Options: Sendable, Equatable {
         public enum Variant: String, Sendable { case official, priv }
         public var variant: Variant = .official
@@ -43,6 +14,19 @@ public final class MAE: Module, PretrainModel {
         /// One mask for the whole batch (MAE-priv's batched_shuffle).
         public var sharedMask = false
         public init() {}
+
+        /// The `model:` keys of spec §2 and §3.
+        public init(_ spec: ExperimentSpec, variant: Variant) {
+            let m = spec.model
+            self.variant = variant
+            maskRatio = m.maskRatio
+            decoderWidth = m.decoder.width
+            decoderDepth = m.decoder.depth
+            decoderHeads = m.decoder.heads
+            targetNorm = m.normPixLoss ? (m.targetNorm == .unbiased ? .unbiased : .layernorm) : .none
+            patchOrder = m.patchOrder == .hwc ? .hwc : .chw
+            sharedMask = m.sharedMask
+        }
     }
 
     public let options: Options
@@ -54,8 +38,6 @@ public final class MAE: Module, PretrainModel {
     public let decoderBlocks: ModuleList<Block>
     public let decoderNorm: LayerNorm
     public let decoderPred: Linear
-    public var targetOrder: Patches.Order { options.patchOrder }
-    public var targetNorm: Patches.Norm { options.targetNorm }
 
     public init(_ shape: ViTShape, _ style: ViTStyle, _ o: Options, rng: inout RandomGenerator) {
         precondition(o.maskRatio >= 0 && o.maskRatio < 1, "tessera: mask ratio \(o.maskRatio) must be in [0, 1)")
@@ -96,6 +78,10 @@ public final class MAE: Module, PretrainModel {
         initialize(rng: &rng)
     }
 
+    public convenience init(_ spec: ExperimentSpec, variant: Options.Variant, rng: inout RandomGenerator) {
+        self.init(Registry.vitShape(spec), Registry.vitStyle(spec), Options(spec, variant: variant), rng: &rng)
+    }
+
     /// Spec §1.4: MAE xavier everywhere (patch bias default, tokens normal 0.02); MAE-priv keeps the
     /// default init for the patch projection and encoder_to_decoder, tokens truncated at ±1σ.
     func initialize(rng: inout RandomGenerator) {
@@ -119,24 +105,36 @@ public final class MAE: Module, PretrainModel {
         return t
     }
 
-    /// Every image hides the same number of patches, so the loss (a mean over hidden patches) is the
-    /// image-weighted mean of the parts' losses. With a shared mask each part gets sample 0's noise row.
-    public func splitNoise(batch b: Int, ctx: Context) -> ((Range<Int>) -> Tensor)? {
-        let l = encoder.shape.patches
-        let full = Tensor.uniform([b, l], rng: &ctx.rng)
-        let shared = options.sharedMask
-        return { rows in
-            let part = Tensor(shape: [rows.count, l])
-            part.data.update(from: full.data + rows.lowerBound * l, count: rows.count * l)
-            if shared { part.data.update(from: full.data, count: l) }
-            return part
-        }
+    /// The masking noise: U[0, 1) per patch (the lowest-noise patches are kept).
+    public var drawWidth: Int { encoder.shape.patches }
+
+    public func draw(into row: UnsafeMutablePointer<Float>, rng: inout RandomGenerator) {
+        rng.fillUniform(row, drawWidth)
     }
 
-    /// images [B, C, H, W] → loss over the removed patches, prediction [B, L, p²C], mask [B·L].
-    public func forward(images: Tensor, noise: Tensor?, ctx: Context) -> PretrainOutput {
+    /// MAE-priv's batched shuffle: every sample takes sample 0's noise (so a split batch keeps one mask).
+    public func batchDraws(_ draws: Tensor) -> Tensor {
+        guard options.sharedMask, draws.shape[0] > 1 else { return draws }
+        let l = draws.shape[1]
+        for r in 1..<draws.shape[0] { (draws.data + r * l).update(from: draws.data, count: l) }
+        return draws
+    }
+
+    /// Reconstruction pictures (original | masked | reconstruction | reconstruction with the visible
+    /// patches pasted back), `reconstruction<suffix>.png`.
+    public func writePictures(_ batch: PretrainBatch, ctx: Context, to dir: String, suffix: String, mean: [Float], std: [Float]) throws {
+        let out = Autograd.noGrad { forward(batch, ctx: ctx) }
+        guard let pred = out.prediction, let mask = out.mask else { return }
+        try Pictures.reconstructions(images: batch.images, prediction: pred, mask: mask, patch: encoder.shape.patchSize,
+                                     order: options.patchOrder, norm: options.targetNorm, mean: mean, std: std,
+                                     to: (dir as NSString).appendingPathComponent("reconstruction\(suffix).png"))
+    }
+
+    /// images [B, C, H, W] and noise draws [B, L] → loss over the removed patches, prediction
+    /// [B, L, p²C], mask [B·L].
+    public func forward(_ batch: PretrainBatch, ctx: Context) -> PretrainOutput {
+        let images = batch.images, n = batch.draws
         let b = images.shape[0], l = encoder.shape.patches
-        let n = noise ?? Tensor.uniform([b, l], rng: &ctx.rng)
         checkShapes(n.shape, [b, l], "MAE noise")
         let priv = options.variant == .priv
         let masking = RandomMasking(noise: n, maskRatio: options.maskRatio, sharedRow0: options.sharedMask,

@@ -1,37 +1,55 @@
 import TesseraCore
 
+/// The loss and named terms of one step.
+public struct StepResult {
+    public var loss: Float
+    /// The method's terms (`PretrainOutput.terms`), sorted by name.
+    public var terms: [(name: String, value: Float)] = []
+
+    public init(loss: Float, terms: [(name: String, value: Float)] = []) {
+        self.loss = loss
+        self.terms = terms
+    }
+}
+
 /// One pre-training forward and backward pass, on the whole batch or split over replicas.
 public enum PretrainStep {
-    /// Runs the forward pass on `images` and back-propagates `scale` × loss (scale is 1 / accum_iter),
-    /// unless the loss is not finite. Returns the loss.
+    /// Runs the forward pass on `batch` and back-propagates `scale` × loss (scale is 1 / accum_iter),
+    /// unless the loss is not finite. Returns the loss and the method's terms.
     ///
-    /// With `replicas` > 1, and a method whose loss splits by images (`splitNoise`), the batch is cut
-    /// into `replicas` contiguous parts that run side by side (`Replicas.run`); the loss is the
-    /// image-weighted mean of the parts' losses and the gradients are summed. The noise is drawn for
-    /// the whole batch first, so masks are those of the unsplit pass; stochastic depth draws from
-    /// per-part generators. Results equal the unsplit pass up to float summation order.
-    public static func run(_ model: PretrainModel, images: Tensor, ctx: Context, scale: Float, replicas: Int) -> Float {
-        let b = images.shape[0]
+    /// With `replicas` > 1 and a method whose loss splits by images (`splitsByImage`), the batch is
+    /// cut into `replicas` contiguous parts that run side by side (`Replicas.run`), each with its rows
+    /// of every view and of the draws; the loss and every term are the image-weighted means of the
+    /// parts', and the gradients are summed. Stochastic depth draws from per-part generators. Results
+    /// equal the unsplit pass up to float summation order.
+    public static func run(_ method: PretrainMethod, batch: PretrainBatch, ctx: Context, scale: Float, replicas: Int) -> StepResult {
+        let b = batch.count
         let n = min(replicas, b)
-        guard n > 1, let noiseFor = model.splitNoise(batch: b, ctx: ctx) else {
-            let loss = model.forward(images: images, noise: nil, ctx: ctx).loss
-            return loss.backwardIfFinite(scale: scale)
+        guard n > 1, method.splitsByImage else {
+            let out = method.forward(batch, ctx: ctx)
+            return StepResult(loss: out.loss.backwardIfFinite(scale: scale), terms: sortedTerms(out.terms))
         }
-        let per = images.count / b
-        let rest = Array(images.shape.dropFirst())
         let rows = (0..<n).map { r in (b * r / n)..<(b * (r + 1) / n) }
         let weights = rows.map { Float($0.count) / Float(b) }
         let seeds = (0..<n).map { ctx.rng.derived(0x5245_504C, UInt64($0)) }
-        var losses = [Float](repeating: 0, count: n)
-        losses.withUnsafeMutableBufferPointer { out in
+        var results = [StepResult](repeating: StepResult(loss: 0), count: n)
+        results.withUnsafeMutableBufferPointer { out in
             let out = out
-            Replicas.run(n, leaves: model.namedParameters().map(\.tensor)) { r in
-                let part = images.view([rows[r].count] + rest, start: rows[r].lowerBound * per)
+            Replicas.run(n, leaves: method.namedParameters().map(\.tensor)) { r in
                 let partCtx = Context(training: ctx.training, rng: seeds[r])
-                let loss = model.forward(images: part, noise: noiseFor(rows[r]), ctx: partCtx).loss
-                out[r] = loss.backwardIfFinite(scale: scale * weights[r])
+                let o = method.forward(batch.rows(rows[r]), ctx: partCtx)
+                out[r] = StepResult(loss: o.loss.backwardIfFinite(scale: scale * weights[r]), terms: sortedTerms(o.terms))
             }
         }
-        return zip(losses, weights).reduce(0) { $0 + $1.0 * $1.1 }
+        var total = StepResult(loss: 0, terms: results[0].terms.map { ($0.name, 0) })
+        for (r, w) in zip(results, weights) {
+            total.loss += r.loss * w
+            for (i, t) in r.terms.enumerated() { total.terms[i].value += t.value * w }
+        }
+        return total
+    }
+
+    static func sortedTerms(_ terms: [String: Float]) -> [(name: String, value: Float)] {
+        terms.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 }

@@ -100,6 +100,9 @@ public final class ViTClassifier: Module {
         return head(features(img, ctx: ctx))
     }
 
+    /// The head and fc_norm are new in a downstream model: a pre-training checkpoint does not hold them.
+    public static func isNewInDownstream(_ name: String) -> Bool { name.hasPrefix("head.") || name.hasPrefix("fc_norm.") }
+
     /// Maps a pre-training checkpoint's names onto this model (spec §10): keeps `encoder.`-prefixed
     /// or top-level encoder keys (stripping `encoder.`, `module.`, `backbone.`), drops decoder, mask
     /// token and head keys, and resizes position tables to this model's grid.
@@ -109,7 +112,7 @@ public final class ViTClassifier: Module {
         for (k, v) in state {
             var name = k
             for prefix in ["module.", "encoder.", "backbone."] where name.hasPrefix(prefix) { name = String(name.dropFirst(prefix.count)) }
-            guard own.contains(name), !name.hasPrefix("head"), !name.hasPrefix("fc_norm") else { continue }
+            guard own.contains(name), !Self.isNewInDownstream(name) else { continue }
             out[name] = v
         }
         adaptPositionTables(&out, to: self)

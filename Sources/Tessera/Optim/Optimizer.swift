@@ -78,132 +78,141 @@ public func clipGradNorm(_ groups: [ParamGroup], maxNorm: Float?) -> Float {
     return norm
 }
 
-/// AdamW as torch.optim.AdamW: decoupled decay p ← p·(1 − lr·wd), then the bias-corrected Adam step.
-public final class AdamW: Optimizer {
+/// The loop every optimizer shares: one update count, per-parameter state, and the sweep over
+/// groups and over the parameters that have a gradient, with each group's learning rate and decay.
+/// An optimizer writes only `update` (and, when it has one, `beginStep` and its decay rule).
+public class OptimizerBase {
     public let groups: [ParamGroup]
     public var steps = 0
-    public let beta1: Float, beta2: Float, eps: Float
     let store = SlotStore()
+    /// The state slots this optimizer keeps per parameter (checkpoint keys "<name>/<slot>").
+    let slotNames: [String]
 
-    public init(_ groups: [ParamGroup], betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8) {
-        self.groups = groups; beta1 = betas.0; beta2 = betas.1; self.eps = eps
+    init(_ groups: [ParamGroup], slots: [String]) {
+        self.groups = groups
+        self.slotNames = slots
+    }
+
+    /// Called once per step after `steps` is incremented (bias corrections).
+    func beginStep() {}
+
+    /// The decay applied to a group: zero for no-decay groups, else `wd` or the group's own value.
+    func decay(for group: ParamGroup, _ wd: Float?) -> Float { group.weightDecay == 0 ? 0 : (wd ?? group.weightDecay) }
+
+    /// Updates parameter `p` named `name` from its gradient with learning rate `lr` and decay `decay`.
+    func update(_ name: String, _ p: Tensor, grad: Tensor, lr: Float, decay: Float) {
+        preconditionFailure("tessera: \(type(of: self)) does not implement update")
     }
 
     public func step(lr: Float, weightDecay wd: Float?) {
         steps += 1
-        let bc1 = 1 - Float(Foundation.pow(Double(beta1), Double(steps)))
-        let bc2 = 1 - Float(Foundation.pow(Double(beta2), Double(steps)))
-        let b1 = beta1, b2 = beta2, eps = eps
-        let invSqrtBc2 = 1 / bc2.squareRoot()
+        beginStep()
         for g in groups {
-            let glr = lr * g.lrScale
-            let decay = g.weightDecay == 0 ? 0 : (wd ?? g.weightDecay)
-            let stepSize = glr / bc1
+            let glr = lr * g.lrScale, decay = decay(for: g, wd)
             for (name, p) in g.params {
                 guard let grad = p.grad else { continue }
-                let m = store.get(name + "/exp_avg", like: p).0, v = store.get(name + "/exp_avg_sq", like: p).0
-                let pp = p.data, gp = grad.data, mp = m.data, vp = v.data
-                let shrink = 1 - glr * decay
-                Parallel.forRange(p.count, costPerItem: 8, minCost: 1 << 16) { r in
-                    for i in r {
-                        let gi = gp[i]
-                        let mi = b1 * mp[i] + (1 - b1) * gi
-                        let vi = b2 * vp[i] + (1 - b2) * gi * gi
-                        mp[i] = mi; vp[i] = vi
-                        pp[i] = pp[i] * shrink - stepSize * mi / (vi.squareRoot() * invSqrtBc2 + eps)
-                    }
-                }
+                update(name, p, grad: grad, lr: glr, decay: decay)
             }
         }
     }
 
     public func stateTensors() -> [String: Tensor] { store.slots }
-    public func loadState(_ state: [String: Tensor]) throws {
-        try store.load(state, expected: groups, slotNames: ["exp_avg", "exp_avg_sq"])
+    public func loadState(_ state: [String: Tensor]) throws { try store.load(state, expected: groups, slotNames: slotNames) }
+}
+
+/// AdamW as torch.optim.AdamW: decoupled decay p ← p·(1 − lr·wd), then the bias-corrected Adam step.
+public final class AdamW: OptimizerBase, Optimizer {
+    public let beta1: Float, beta2: Float, eps: Float
+    private var bc1: Float = 1, invSqrtBc2: Float = 1
+
+    public init(_ groups: [ParamGroup], betas: (Float, Float) = (0.9, 0.999), eps: Float = 1e-8) {
+        beta1 = betas.0; beta2 = betas.1; self.eps = eps
+        super.init(groups, slots: ["exp_avg", "exp_avg_sq"])
+    }
+
+    override func beginStep() {
+        bc1 = 1 - Float(Foundation.pow(Double(beta1), Double(steps)))
+        invSqrtBc2 = 1 / (1 - Float(Foundation.pow(Double(beta2), Double(steps)))).squareRoot()
+    }
+
+    override func update(_ name: String, _ p: Tensor, grad: Tensor, lr: Float, decay: Float) {
+        let m = store.get(name + "/exp_avg", like: p).0, v = store.get(name + "/exp_avg_sq", like: p).0
+        let pp = p.data, gp = grad.data, mp = m.data, vp = v.data
+        let b1 = beta1, b2 = beta2, eps = eps, invSqrtBc2 = invSqrtBc2
+        let shrink = 1 - lr * decay, stepSize = lr / bc1
+        Parallel.forRange(p.count, costPerItem: 8, minCost: 1 << 16) { r in
+            for i in r {
+                let gi = gp[i]
+                let mi = b1 * mp[i] + (1 - b1) * gi
+                let vi = b2 * vp[i] + (1 - b2) * gi * gi
+                mp[i] = mi; vp[i] = vi
+                pp[i] = pp[i] * shrink - stepSize * mi / (vi.squareRoot() * invSqrtBc2 + eps)
+            }
+        }
     }
 }
 
 /// SGD with momentum as torch.optim.SGD (coupled decay g + wd·p; buffer starts as the first
 /// gradient; Nesterov uses g + m·buf).
-public final class SGD: Optimizer {
-    public let groups: [ParamGroup]
-    public var steps = 0
+public final class SGD: OptimizerBase, Optimizer {
     public let momentum: Float, nesterov: Bool
-    let store = SlotStore()
 
     public init(_ groups: [ParamGroup], momentum: Float = 0.9, nesterov: Bool = false) {
-        self.groups = groups; self.momentum = momentum; self.nesterov = nesterov
+        self.momentum = momentum; self.nesterov = nesterov
+        super.init(groups, slots: ["momentum_buffer"])
     }
 
-    public func step(lr: Float, weightDecay wd: Float?) {
-        steps += 1
-        for g in groups {
-            let glr = lr * g.lrScale
-            let decay = g.weightDecay == 0 ? 0 : (wd ?? g.weightDecay)
-            for (name, p) in g.params {
-                guard let grad = p.grad else { continue }
-                let pp = p.data, gp = grad.data
-                if momentum == 0 {
-                    for i in 0..<p.count { pp[i] -= glr * (gp[i] + decay * pp[i]) }
-                    continue
-                }
-                let (buf, fresh) = store.get(name + "/momentum_buffer", like: p)
-                let bp = buf.data, m = momentum
-                for i in 0..<p.count {
-                    let d = gp[i] + decay * pp[i]
-                    let b = fresh ? d : m * bp[i] + d
-                    bp[i] = b
-                    pp[i] -= glr * (nesterov ? d + m * b : b)
-                }
-            }
+    override func update(_ name: String, _ p: Tensor, grad: Tensor, lr: Float, decay: Float) {
+        let pp = p.data, gp = grad.data
+        if momentum == 0 {
+            for i in 0..<p.count { pp[i] -= lr * (gp[i] + decay * pp[i]) }
+            return
         }
-    }
-
-    public func stateTensors() -> [String: Tensor] { store.slots }
-    public func loadState(_ state: [String: Tensor]) throws {
-        try store.load(state, expected: groups, slotNames: ["momentum_buffer"])
+        let (buf, fresh) = store.get(name + "/momentum_buffer", like: p)
+        let bp = buf.data, m = momentum
+        for i in 0..<p.count {
+            let d = gp[i] + decay * pp[i]
+            let b = fresh ? d : m * bp[i] + d
+            bp[i] = b
+            pp[i] -= lr * (nesterov ? d + m * b : b)
+        }
     }
 }
 
 /// LARS as in MAE's util/lars.py (MoCo v3): parameters with more than one dimension get
 /// d = g + wd·p scaled by trust·‖p‖/‖d‖ (when both norms are positive); 1-D parameters get plain
 /// momentum. buf ← m·buf + d (zero start); p ← p − lr·buf.
-public final class LARS: TrustMomentumOptimizer, Optimizer {
+public final class LARS: OptimizerBase, Optimizer {
+    public let momentum: Float, trust: Float
+
     public init(_ groups: [ParamGroup], momentum: Float = 0.9, trustCoefficient: Float = 0.001) {
-        super.init(groups, momentum: momentum, trustCoefficient: trustCoefficient, slot: "mu")
+        self.momentum = momentum; trust = trustCoefficient
+        super.init(groups, slots: ["mu"])
     }
 
-    public func step(lr: Float, weightDecay wd: Float?) {
-        steps += 1
-        for g in groups {
-            let glr = lr * g.lrScale
-            let decay = wd ?? g.weightDecay
-            for (name, p) in g.params {
-                guard let grad = p.grad else { continue }
-                let n = p.count, pp = p.data, gp = grad.data
-                let d = Tensor(shape: p.shape)
-                let dp = d.data
-                if p.rank > 1 {
-                    var pn: Double = 0, dn: Double = 0
-                    for i in 0..<n {
-                        dp[i] = gp[i] + decay * pp[i]
-                        pn += Double(pp[i] * pp[i]); dn += Double(dp[i] * dp[i])
-                    }
-                    let q: Float = pn > 0 && dn > 0 ? trust * Float(pn.squareRoot() / dn.squareRoot()) : 1
-                    for i in 0..<n { dp[i] *= q }
-                } else {
-                    dp.update(from: gp, count: n)
-                }
-                let buf = store.get(name + "/mu", like: p).0
-                let bp = buf.data
-                for i in 0..<n {
-                    bp[i] = momentum * bp[i] + dp[i]
-                    pp[i] -= glr * bp[i]
-                }
+    override func decay(for group: ParamGroup, _ wd: Float?) -> Float { wd ?? group.weightDecay }
+
+    override func update(_ name: String, _ p: Tensor, grad: Tensor, lr: Float, decay: Float) {
+        let n = p.count, pp = p.data, gp = grad.data
+        let d = Tensor(shape: p.shape)
+        let dp = d.data
+        if p.rank > 1 {
+            var pn: Double = 0, dn: Double = 0
+            for i in 0..<n {
+                dp[i] = gp[i] + decay * pp[i]
+                pn += Double(pp[i] * pp[i]); dn += Double(dp[i] * dp[i])
             }
+            let q: Float = pn > 0 && dn > 0 ? trust * Float(pn.squareRoot() / dn.squareRoot()) : 1
+            for i in 0..<n { dp[i] *= q }
+        } else {
+            dp.update(from: gp, count: n)
+        }
+        let bp = store.get(name + "/mu", like: p).0.data
+        for i in 0..<n {
+            bp[i] = momentum * bp[i] + dp[i]
+            pp[i] -= lr * bp[i]
         }
     }
-
 }
 
 import Foundation
@@ -212,52 +221,31 @@ import Foundation
 /// SGD whose buffer starts as the first gradient; otherwise every parameter's gradient is scaled by
 /// trust·‖p‖ / (‖g‖ + wd·‖p‖ + 1e-8) before the momentum step (the decay term itself has no effect
 /// in the original and is not added).
-public final class TimmLARS: TrustMomentumOptimizer, Optimizer {
+public final class TimmLARS: OptimizerBase, Optimizer {
+    public let momentum: Float, trust: Float
+
     public init(_ groups: [ParamGroup], momentum: Float = 0.9, trustCoefficient: Float = 0.001) {
-        super.init(groups, momentum: momentum, trustCoefficient: trustCoefficient, slot: "momentum_buffer")
+        self.momentum = momentum; trust = trustCoefficient
+        super.init(groups, slots: ["momentum_buffer"])
     }
 
-    public func step(lr: Float, weightDecay wd: Float?) {
-        steps += 1
-        for g in groups {
-            let glr = lr * g.lrScale
-            let decay = wd ?? g.weightDecay
-            for (name, p) in g.params {
-                guard let grad = p.grad else { continue }
-                let n = p.count, pp = p.data, gp = grad.data
-                var q: Float = 1
-                if decay != 0 {
-                    var pn: Double = 0, gn: Double = 0
-                    for i in 0..<n { pn += Double(pp[i] * pp[i]); gn += Double(gp[i] * gp[i]) }
-                    let wn = Float(pn.squareRoot()), gnorm = Float(gn.squareRoot())
-                    if wn > 0 && gnorm > 0 { q = trust * wn / (gnorm + decay * wn + 1e-8) }
-                }
-                let (buf, fresh) = store.get(name + "/momentum_buffer", like: p)
-                let bp = buf.data
-                for i in 0..<n {
-                    let d = q * gp[i]
-                    bp[i] = fresh ? d : momentum * bp[i] + d
-                    pp[i] -= glr * bp[i]
-                }
-            }
+    override func decay(for group: ParamGroup, _ wd: Float?) -> Float { wd ?? group.weightDecay }
+
+    override func update(_ name: String, _ p: Tensor, grad: Tensor, lr: Float, decay: Float) {
+        let n = p.count, pp = p.data, gp = grad.data
+        var q: Float = 1
+        if decay != 0 {
+            var pn: Double = 0, gn: Double = 0
+            for i in 0..<n { pn += Double(pp[i] * pp[i]); gn += Double(gp[i] * gp[i]) }
+            let wn = Float(pn.squareRoot()), gnorm = Float(gn.squareRoot())
+            if wn > 0 && gnorm > 0 { q = trust * wn / (gnorm + decay * wn + 1e-8) }
+        }
+        let (buf, fresh) = store.get(name + "/momentum_buffer", like: p)
+        let bp = buf.data
+        for i in 0..<n {
+            let d = q * gp[i]
+            bp[i] = fresh ? d : momentum * bp[i] + d
+            pp[i] -= lr * bp[i]
         }
     }
-
-}
-
-/// What the two LARS variants share: parameter groups, the update count, a momentum buffer per
-/// parameter (checkpointed under `slot`), momentum and trust coefficient.
-public class TrustMomentumOptimizer {
-    public let groups: [ParamGroup]
-    public var steps = 0
-    public let momentum: Float, trust: Float
-    let store = SlotStore()
-    let slot: String
-
-    init(_ groups: [ParamGroup], momentum: Float, trustCoefficient: Float, slot: String) {
-        self.groups = groups; self.momentum = momentum; trust = trustCoefficient; self.slot = slot
-    }
-
-    public func stateTensors() -> [String: Tensor] { store.slots }
-    public func loadState(_ state: [String: Tensor]) throws { try store.load(state, expected: groups, slotNames: [slot]) }
 }

@@ -149,3 +149,28 @@ func squareGrid(rows: Int) -> (extra: Int, side: Int)? {
     }
     return nil
 }
+
+/// Loads a checkpoint's weights into `model`: the one rule of every consumer (downstream encoders,
+/// k-NN, `tessera step`). `map` turns the checkpoint's names into the model's (downstream: the
+/// encoder's part of a pre-training checkpoint); position tables are resized to the model's grid.
+/// Every parameter must arrive with its shape, except those `exempt` names (a new head); buffers may
+/// be absent (fixed sin-cos tables are computed). Returns what did not fit without failing: the
+/// checkpoint keys the model does not have, and the absent buffers.
+@discardableResult
+public func loadWeights(into model: Module, from path: String, map: ([String: Tensor]) -> [String: Tensor] = { $0 },
+                        exempt: (String) -> Bool = { _ in false }) throws -> StateDictMismatch {
+    let ck = try Checkpoint.read(path)
+    var state = map(ck.params)
+    adaptPositionTables(&state, to: model)
+    let report = try model.load(state: state, strict: false)
+    let params = Set(model.namedParameters().map(\.name))
+    let missing = report.missing.filter { params.contains($0) && !exempt($0) }.sorted()
+    if !missing.isEmpty {
+        throw CheckpointError(description: "tessera: \(path): the checkpoint lacks parameter(s) \(missing.joined(separator: ", ")) "
+                              + "(loaded \(state.count) of its \(ck.params.count) tensors; check model.method/block/cls_token/arch against the config that wrote it)")
+    }
+    if !report.misShaped.isEmpty {
+        throw CheckpointError(description: "tessera: \(path): tensor shapes differ from the model: \(report.misShaped.joined(separator: "; "))")
+    }
+    return report
+}

@@ -49,8 +49,8 @@ public final class DownstreamRunner {
         guard spec.task == .linprobe || spec.task == .finetune else {
             throw TrainingError(description: "tessera: DownstreamRunner runs linprobe or finetune, not \(spec.task.rawValue)")
         }
-        guard spec.model.method == .mae || spec.model.method == .maePriv || spec.model.method == .vit else {
-            throw TrainingError(description: "tessera: \(spec.task.rawValue) supports model.method mae, mae_priv and vit; got \(spec.model.method.rawValue)")
+        guard [.mae, .maePriv, .saim, .vit].contains(spec.model.method) else {
+            throw TrainingError(description: "tessera: \(spec.task.rawValue) supports model.method mae, mae_priv, saim and vit; got \(spec.model.method.rawValue)")
         }
         if !spec.augment.autoAugment.isEmpty {
             do { try RandAugment.validate(config: spec.augment.autoAugment) } catch {
@@ -132,19 +132,7 @@ public final class DownstreamRunner {
     /// `ViTClassifier.encoderState(from:)`, loaded non-strictly; every encoder parameter must be
     /// present with the right shape (head and fc_norm are new and exempt).
     public static func loadEncoder(_ model: ViTClassifier, from path: String) throws {
-        let ck = try Checkpoint.read(path)
-        let state = model.encoderState(from: ck.params)
-        let report = try model.load(state: state, strict: false)
-        let isNew = { (n: String) in n.hasPrefix("head.") || n.hasPrefix("fc_norm.") }
-        let params = Set(model.namedParameters().map(\.name))
-        let missing = report.missing.filter { params.contains($0) && !isNew($0) }.sorted()
-        if !missing.isEmpty {
-            throw CheckpointError(description: "tessera: \(path): the checkpoint lacks encoder parameter(s) \(missing.joined(separator: ", ")) "
-                                  + "(loaded \(state.count) of its \(ck.params.count) tensors; check model.method/block/cls_token/arch against the pre-training config)")
-        }
-        if !report.misShaped.isEmpty {
-            throw CheckpointError(description: "tessera: \(path): encoder tensor shapes differ from the model: \(report.misShaped.joined(separator: "; "))")
-        }
+        try loadWeights(into: model, from: path, map: model.encoderState(from:), exempt: ViTClassifier.isNewInDownstream)
     }
 
     /// Linear probe: the head's parameters only (encoder frozen). Fine-tune: layer-wise lr decay groups
@@ -262,7 +250,7 @@ public final class DownstreamRunner {
                 } else {
                     loss = crossEntropy(trainLogits(batch.images, ctx: ctx), labels: batch.labels, smoothing: Float(a.smoothing))
                 }
-                return loss.backwardIfFinite(scale: scale)
+                return StepResult(loss: loss.backwardIfFinite(scale: scale))
             }
             lastEpochLoss = result.meanLoss
             let step = (epoch + 1) * iters

@@ -178,18 +178,7 @@ public final class KNNRunner {
             model.encoder.initialize(rng: &rng, torchDefaultPatch: priv, clsTruncated: priv)
             return model
         }
-        let ck = try Checkpoint.read(path)
-        let state = model.encoderState(from: ck.params)
-        let report = try model.load(state: state, strict: false)
-        if !report.misShaped.isEmpty {
-            throw TrainingError(description: "tessera: \(path) does not fit the encoder: mis-shaped \(report.misShaped.joined(separator: "; "))")
-        }
-        // Every encoder parameter must come from the checkpoint (a fixed sin-cos pos_embed buffer may not).
-        let required = model.namedParameters().map(\.name).filter { !$0.hasPrefix("fc_norm") && !$0.hasPrefix("head") }
-        let missing = required.filter { state[$0] == nil }
-        if !missing.isEmpty {
-            throw TrainingError(description: "tessera: \(path) lacks encoder keys: \(missing.joined(separator: ", "))")
-        }
+        try DownstreamRunner.loadEncoder(model, from: path)
         return model
     }
 

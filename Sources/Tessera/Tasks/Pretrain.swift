@@ -66,8 +66,10 @@ public final class PretrainRunner {
         let waitAtStart = loader.waitSeconds
         for epoch in resumed.epoch..<spec.epochs {
             let result = try loop.epoch(epoch, stopAfterIterations: stopAfterIterations) { batch, it, scale in
-                PretrainStep.run(model, images: batch.images, ctx: Context(training: true, rng: modelRNG(it)), scale: scale,
-                                 replicas: spec.dataParallel ? Parallel.threads : 1)
+                let input = PretrainBatch(views: [batch.images] + batch.extra, labels: batch.labels,
+                                          draws: Draws.make(model, indices: batch.indices, epoch: epoch, seed: UInt64(spec.seed)))
+                return PretrainStep.run(model, batch: input, ctx: Context(training: true, rng: modelRNG(it)), scale: scale,
+                                        replicas: spec.dataParallel ? Parallel.threads : 1)
             }
             if let stopped = result.stoppedAt {
                 return RunSummary(runDir: run.path, epochs: epoch, steps: stopped.step, finalLoss: stopped.loss, imagesPerSecond: 0,
@@ -76,9 +78,9 @@ public final class PretrainRunner {
             lastEpochLoss = result.meanLoss
             run.log(String(format: "epoch %d done: mean loss %.5f", epoch, lastEpochLoss), echo: echo)
             try loop.writeEpochCheckpoints(loop.checkpoint(epochsDone: epoch + 1), epochsDone: epoch + 1, numberFinal: true)
-            if spec.log.pictures, let sample = try? pictureBatch(loader: loader) {
-                try? Pictures.reconstructions(model: model, images: sample, rng: modelRNG(-1), to: run.file("reconstruction-\(epoch + 1).png"),
-                                              mean: spec.data.mean.map(Float.init), std: spec.data.std.map(Float.init))
+            if spec.log.pictures, let sample = try? pictureBatch(loader: loader, method: model) {
+                try? model.writePictures(sample, ctx: Context(training: false, rng: modelRNG(-1)), to: run.path, suffix: "-\(epoch + 1)",
+                                         mean: spec.data.mean.map(Float.init), std: spec.data.std.map(Float.init))
             }
         }
         let seconds = Date().timeIntervalSince(started)
@@ -96,8 +98,9 @@ public final class PretrainRunner {
         return summary
     }
 
-    /// The first 8 images of epoch 0 in evaluation order, for reconstruction pictures.
-    func pictureBatch(loader: DataLoader) throws -> Tensor {
+    /// The first 8 images in evaluation transform with their epoch-0 draws, for the method's pictures
+    /// (the same images and draws every epoch).
+    func pictureBatch(loader: DataLoader, method: PretrainMethod) throws -> PretrainBatch {
         let ds = loader.dataset
         var pipe = Registry.pipeline(spec, train: false)
         pipe.eval = true
@@ -109,6 +112,6 @@ public final class PretrainRunner {
             let (img, _) = try ds.sample(i)
             pipe.apply(img, rng: &rng, into: out.data + i * shape.reduce(1, *))
         }
-        return out
+        return PretrainBatch(views: [out], draws: Draws.make(method, indices: Array(0..<n), epoch: 0, seed: UInt64(spec.seed)))
     }
 }

@@ -109,12 +109,12 @@ func gitRevision() -> String {
 /// A one-line progress display on a terminal: epoch, step of total, loss, images/s, ETA.
 struct ProgressLine {
     let enabled = isatty(STDOUT_FILENO) != 0
-    func show(epoch: Int, epochs: Int, step: Int, total: Int, loss: Double, imagesPerSecond: Double, eta: Double) {
+    func show(epoch: Int, epochs: Int, step: Int, total: Int, loss: Double, terms: String = "", imagesPerSecond: Double, eta: Double) {
         guard enabled else { return }
         let width = 24, filled = total > 0 ? width * step / total : 0
         let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-        let line = String(format: "\r epoch %d/%d %@ %d/%d  loss %.4f  %.0f img/s  ETA %@ ", epoch + 1, epochs, bar, step, total,
-                          loss, imagesPerSecond, formatDuration(eta))
+        let line = String(format: "\r epoch %d/%d %@ %d/%d  loss %.4f%@  %.0f img/s  ETA %@ ", epoch + 1, epochs, bar, step, total,
+                          loss, terms, imagesPerSecond, formatDuration(eta))
         FileHandle.standardOutput.write(line.data(using: .utf8)!)
     }
     func clear() {

@@ -125,8 +125,10 @@ public enum TrainBenchmark {
         let images = Tensor.randn([p.batch, 3, p.img, p.img], rng: &rng)
         var times: [Double] = []
         for i in 0..<(warmup + steps) {
+            // As in the PyTorch script, the draws (noise) are made before the timed region.
+            let batch = PretrainBatch(views: [images], draws: Draws.make(model, indices: Array(0..<p.batch), epoch: i, seed: 0))
             let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = PretrainStep.run(model, images: images, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))), scale: 1,
+            _ = PretrainStep.run(model, batch: batch, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))), scale: 1,
                                  replicas: dataParallel ? Parallel.threads : 1)
             opt.step(lr: 1e-4, weightDecay: nil)
             model.zeroGrad()

@@ -59,12 +59,15 @@ final class TrainingLoop {
     }
 
     /// Runs one epoch. `step(batch, iteration, scale)` runs the forward pass, back-propagates
-    /// scale × loss when the loss is finite (`Tensor.backwardIfFinite`) and returns the loss.
+    /// scale × loss when the loss is finite (`Tensor.backwardIfFinite`) and returns the loss and the
+    /// method's named terms; each term's window mean is logged beside the loss (metrics.jsonl, the
+    /// progress line and the plain log line).
     /// Gradients left over from an incomplete accumulation group of the previous epoch are dropped,
     /// as MAE's train_one_epoch does (a checkpoint does not hold them, so resume could not).
-    func epoch(_ epoch: Int, stopAfterIterations: Int? = nil, step: (Batch, Int, Float) throws -> Float) throws -> EpochResult {
+    func epoch(_ epoch: Int, stopAfterIterations: Int? = nil, step: (Batch, Int, Float) throws -> StepResult) throws -> EpochResult {
         let iters = itersPerEpoch, accum = spec.accumIter
         var window = (loss: 0.0, count: 0, images: 0, start: Date(), wait: loader.waitSeconds)
+        var termSums: [(name: String, sum: Double)] = []
         var epochLoss = 0.0, epochCount = 0
         var gradNorm: Float = 0
         var lr = 0.0
@@ -74,7 +77,8 @@ final class TrainingLoop {
         while let batch = batches.next() {
             let it = epoch * iters + i
             if i % accum == 0 { lr = schedule.value(iteration: it, itersPerEpoch: iters, accumIter: accum) }
-            let lossValue = Double(try step(batch, it, accum > 1 ? 1 / Float(accum) : 1))
+            let result = try step(batch, it, accum > 1 ? 1 / Float(accum) : 1)
+            let lossValue = Double(result.loss)
             guard lossValue.isFinite else {
                 progress.clear()
                 batches.stop()
@@ -88,6 +92,8 @@ final class TrainingLoop {
             }
             let n = batch.images.shape[0]
             window.loss += lossValue; window.count += 1; window.images += n
+            if termSums.isEmpty { termSums = result.terms.map { ($0.name, 0) } }
+            for (i, t) in result.terms.enumerated() where i < termSums.count { termSums[i].sum += Double(t.value) }
             epochLoss += lossValue; epochCount += 1
             totalImages += n
             iterations += 1
@@ -97,15 +103,21 @@ final class TrainingLoop {
                 let wait = (loader.waitSeconds - window.wait) / dt
                 let ips = Double(window.images) / dt
                 let meanLoss = window.loss / Double(window.count)
-                run.logMetrics([("epoch", epoch), ("step", it + 1), ("lr", lr), ("loss", meanLoss),
-                                ("grad_norm", Double(gradNorm)), ("images_per_s", ips), ("data_wait", wait)])
+                let terms = termSums.map { ($0.name, $0.sum / Double(window.count)) }
+                var fields: [(String, Any)] = [("epoch", epoch), ("step", it + 1), ("lr", lr), ("loss", meanLoss)]
+                fields += terms.map { ($0.0, $0.1 as Any) }
+                fields += [("grad_norm", Double(gradNorm)), ("images_per_s", ips), ("data_wait", wait)]
+                run.logMetrics(fields)
+                let termText = terms.map { String(format: "  %@ %.4f", $0.0, $0.1) }.joined()
                 let remaining = Double((spec.epochs - epoch) * iters - i) * Double(spec.batchSize) / max(ips, 1e-9)
-                progress.show(epoch: epoch, epochs: spec.epochs, step: i, total: iters, loss: meanLoss, imagesPerSecond: ips, eta: remaining)
+                progress.show(epoch: epoch, epochs: spec.epochs, step: i, total: iters, loss: meanLoss, terms: termText,
+                              imagesPerSecond: ips, eta: remaining)
                 if !progress.enabled && echo {
-                    print(String(format: "epoch %d step %d/%d  loss %.4f  lr %.3e  grad %.3f  %.0f img/s  wait %.1f%%", epoch, i, iters,
-                                 meanLoss, lr, Double(gradNorm), ips, 100 * wait))
+                    print(String(format: "epoch %d step %d/%d  loss %.4f%@  lr %.3e  grad %.3f  %.0f img/s  wait %.1f%%", epoch, i, iters,
+                                 meanLoss, termText, lr, Double(gradNorm), ips, 100 * wait))
                 }
                 window = (0, 0, 0, Date(), loader.waitSeconds)
+                for j in termSums.indices { termSums[j].sum = 0 }
             }
             if let stop = stopAfterIterations, iterations >= stop {
                 batches.stop()

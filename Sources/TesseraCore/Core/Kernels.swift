@@ -169,7 +169,8 @@ public enum Kernels {
         }
     }
 
-    /// In-place softmax of each of `rows` rows of length `n` (row i starts at x + i·stride).
+    /// In-place softmax of one row of length `n`. A row whose entries are all −∞ (a fully masked
+    /// attention row) becomes zeros, not NaN.
     @inline(__always)
     public static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
         var m = -Float.infinity
@@ -181,7 +182,7 @@ public enum Kernels {
             x[j] = e
             s += e
         }
-        let inv = 1 / s
+        let inv = s > 0 ? 1 / s : 0
         for j in 0..<n { x[j] *= inv }
     }
 

@@ -16,6 +16,10 @@ open class Module {
     public private(set) var parameterList: [(String, Tensor)] = []
     public private(set) var bufferList: [(String, Tensor)] = []
     public private(set) var childList: [(String, Module)] = []
+    /// Second names of modules already registered elsewhere in the tree (`alias`).
+    public private(set) var aliasList: [(String, Module)] = []
+    /// A frozen module (`freeze`) is left out of its parents' parameters and state dict.
+    public private(set) var isFrozen = false
 
     public init() {}
 
@@ -40,36 +44,72 @@ open class Module {
         return m
     }
 
+    /// Makes an already registered module visible under a second name, as PyTorch does when one
+    /// module is assigned to two attributes (SAIM's `share_weight`: `query_blocks` is `blocks`; CAE's
+    /// `alignment_encoder` is `encoder`). Its tensors stay one set: they appear once in
+    /// `namedParameters` (so they are stepped, clipped and decayed once) and under both names in
+    /// `stateDict` (so checkpoints load in the original code).
+    @discardableResult
+    public func alias<M: Module>(_ name: String, _ m: M) -> M {
+        aliasList.append((name, m))
+        return m
+    }
+
+    /// Freezes this module: its tensors stop requiring gradients, and a parent leaves it out of its
+    /// parameters (never stepped, clipped, decayed or a replica leaf) and out of its state dict (never
+    /// written into training checkpoints). A frozen teacher or tokenizer loads its own weights with
+    /// `load(state:)` called on it directly.
+    @discardableResult
+    public func freeze() -> Self {
+        isFrozen = true
+        for (_, t) in namedParameters() + namedBuffers() { t.requiringGrad(false) }
+        return self
+    }
+
     /// Registers `m`'s parameters, buffers and children directly under this module (no name prefix),
     /// for models whose checkpoints keep the encoder's names at the top level (MAE, SAIM).
     public func inline(_ m: Module) {
         parameterList += m.parameterList
         bufferList += m.bufferList
         childList += m.childList
+        aliasList += m.aliasList
     }
 
-    /// Every parameter under this module, depth first, with dotted names.
+    /// Every trainable parameter under this module, depth first, with dotted names; each tensor once
+    /// (aliases and frozen children are left out).
     public func namedParameters(prefix: String = "") -> [(name: String, tensor: Tensor)] {
         var out: [(name: String, tensor: Tensor)] = []
-        collect(prefix, &out, buffers: false)
+        collect(prefix, &out, buffers: false, aliases: false)
         return out
     }
 
-    /// Every buffer under this module with dotted names.
+    /// Every buffer under this module with dotted names (aliases and frozen children left out).
     public func namedBuffers(prefix: String = "") -> [(name: String, tensor: Tensor)] {
         var out: [(name: String, tensor: Tensor)] = []
-        collect(prefix, &out, buffers: true)
+        collect(prefix, &out, buffers: true, aliases: false)
         return out
     }
 
-    private func collect(_ prefix: String, _ out: inout [(name: String, tensor: Tensor)], buffers: Bool) {
+    private func collect(_ prefix: String, _ out: inout [(name: String, tensor: Tensor)], buffers: Bool, aliases: Bool) {
         for (n, t) in (buffers ? bufferList : parameterList) { out.append((prefix + n, t)) }
-        for (n, c) in childList { c.collect(prefix + n + ".", &out, buffers: buffers) }
+        for (n, c) in childList where !c.isFrozen { c.collect(prefix + n + ".", &out, buffers: buffers, aliases: aliases) }
+        if aliases {
+            for (n, c) in aliasList where !c.isFrozen { c.collect(prefix + n + ".", &out, buffers: buffers, aliases: aliases) }
+        }
     }
 
-    /// Parameters and buffers together: the checkpoint's state dict.
+    /// Parameters and buffers together, including every alias name: the checkpoint's state dict.
     public func stateDict() -> [(name: String, tensor: Tensor)] {
-        (namedParameters() + namedBuffers()).sorted { $0.name < $1.name }
+        var out: [(name: String, tensor: Tensor)] = []
+        collect("", &out, buffers: false, aliases: true)
+        collect("", &out, buffers: true, aliases: true)
+        return out.sorted { $0.name < $1.name }
+    }
+
+    /// The state-dict names that exist only through `alias` (their tensors have a primary name too).
+    public func aliasNames() -> Set<String> {
+        let primary = Set((namedParameters() + namedBuffers()).map(\.name))
+        return Set(stateDict().map(\.name).filter { !primary.contains($0) })
     }
 
     public var parameterCount: Int { namedParameters().reduce(0) { $0 + $1.tensor.count } }

@@ -20,14 +20,19 @@ public struct StateDictMismatch: Error, CustomStringConvertible, Equatable {
 
 extension Module {
     /// Copies `state[name]` into every parameter and buffer of the same name. Returns what did not fit;
-    /// with `strict` any mismatch throws before anything is copied.
+    /// with `strict` any mismatch throws before anything is copied. Alias names (`Module.alias`) may
+    /// be absent; when present they must have the right shape, and the primary name's values win.
     @discardableResult
     public func load(state: [String: Tensor], strict: Bool = true) throws -> StateDictMismatch {
         var report = StateDictMismatch()
         let own = stateDict()
         let ownNames = Set(own.map(\.name))
+        let aliases = aliasNames()
         for (name, t) in own {
-            guard let src = state[name] else { report.missing.append(name); continue }
+            guard let src = state[name] else {
+                if !aliases.contains(name) { report.missing.append(name) }
+                continue
+            }
             if src.count != t.count || (src.shape != t.shape && src.shape.filter({ $0 != 1 }) != t.shape.filter({ $0 != 1 })) {
                 report.misShaped.append("\(name) expected \(t.shape) found \(src.shape)")
             }
@@ -35,7 +40,7 @@ extension Module {
         report.unexpected = state.keys.filter { !ownNames.contains($0) }.sorted()
         if strict && !report.isEmpty { throw report }
         let bad = Set(report.misShaped.map { String($0.split(separator: " ")[0]) })
-        for (name, t) in own where !bad.contains(name) {
+        for (name, t) in own where !bad.contains(name) && !aliases.contains(name) {
             if let src = state[name] { t.copy(from: src) }
         }
         return report

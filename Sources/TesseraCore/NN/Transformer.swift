@@ -50,32 +50,46 @@ public final class Attention: Module {
 
     /// Self-attention over x [B, L, D] with an optional additive mask [B, L, L] or [L, L].
     public func callAsFunction(_ x: Tensor, mask: Tensor? = nil) -> Tensor {
+        withProbabilities(x, mask: mask).output
+    }
+
+    /// Self-attention that also returns the softmax probabilities [B, heads, L, L] (no gradient).
+    public func withProbabilities(_ x: Tensor, mask: Tensor? = nil) -> (output: Tensor, probabilities: Tensor) {
+        let r: (output: Tensor, probabilities: Tensor)
         switch layout {
         case .fused:
-            return proj(selfAttention(qkv: qkv!(x), heads: heads, mask: mask))
+            r = selfAttentionWithProbabilities(qkv: qkv!(x), heads: heads, mask: mask)
         case .beit:
-            return proj(selfAttention(qkv: linear(x, qkv!.weight, beitBias()), heads: heads, mask: mask))
+            r = selfAttentionWithProbabilities(qkv: linear(x, qkv!.weight, beitBias()), heads: heads, mask: mask)
         case .split:
-            return proj(attention(q: q!(x), k: k!(x), v: v!(x), heads: heads, mask: mask))
+            r = attentionWithProbabilities(q: q!(x), k: k!(x), v: v!(x), heads: heads, mask: mask)
         }
+        return (proj(r.output), r.probabilities)
     }
 
     /// Cross-attention: queries from xq [B, Lq, D], keys and values from xkv [B, Lk, D].
     public func cross(_ xq: Tensor, _ xkv: Tensor, mask: Tensor? = nil) -> Tensor {
+        cross(xq, keys: xkv, values: xkv, mask: mask).output
+    }
+
+    /// Cross-attention with separate key and value inputs, xk and xv [B, Lk, D] (CAE normalises and
+    /// positions them differently), returning the probabilities [B, heads, Lq, Lk] too.
+    public func cross(_ xq: Tensor, keys xk: Tensor, values xv: Tensor, mask: Tensor? = nil) -> (output: Tensor, probabilities: Tensor) {
+        let qx: Tensor, kx: Tensor, vx: Tensor
         switch layout {
         case .split:
-            return proj(attention(q: q!(xq), k: k!(xkv), v: v!(xkv), heads: heads, mask: mask))
+            qx = q!(xq); kx = k!(xk); vx = v!(xv)
         case .fused, .beit:
-            // Slice the fused weight into its q and kv parts.
+            // Slice the fused weight into its q, k and v parts.
             let w = qkv!.weight
             let bias = layout == .fused ? qkv!.bias : beitBias()
-            let wq = slice(w, axis: 0, start: 0, length: dim), wkv = slice(w, axis: 0, start: dim, length: 2 * dim)
-            let bq = bias.map { slice($0, axis: 0, start: 0, length: dim) }
-            let bkv = bias.map { slice($0, axis: 0, start: dim, length: 2 * dim) }
-            let qx = linear(xq, wq, bq)
-            let kv = split(linear(xkv, wkv, bkv), axis: -1, sizes: [dim, dim])
-            return proj(attention(q: qx, k: kv[0], v: kv[1], heads: heads, mask: mask))
+            func part(_ i: Int, _ x: Tensor) -> Tensor {
+                linear(x, slice(w, axis: 0, start: i * dim, length: dim), bias.map { slice($0, axis: 0, start: i * dim, length: dim) })
+            }
+            qx = part(0, xq); kx = part(1, xk); vx = part(2, xv)
         }
+        let r = attentionWithProbabilities(q: qx, k: kx, v: vx, heads: heads, mask: mask)
+        return (proj(r.output), r.probabilities)
     }
 }
 
@@ -115,8 +129,14 @@ public final class Block: Module {
 
     /// Self-attention block over x [B, L, D].
     public func callAsFunction(_ x: Tensor, mask: Tensor? = nil, ctx: Context) -> Tensor {
-        let h = residual(x, attn(norm1(x), mask: mask), gamma1, ctx)
-        return residual(h, mlp(norm2(h)), gamma2, ctx)
+        withAttention(x, mask: mask, ctx: ctx).output
+    }
+
+    /// The block that also returns its attention probabilities [B, heads, L, L] (no gradient).
+    public func withAttention(_ x: Tensor, mask: Tensor? = nil, ctx: Context) -> (output: Tensor, probabilities: Tensor) {
+        let a = attn.withProbabilities(norm1(x), mask: mask)
+        let h = residual(x, a.output, gamma1, ctx)
+        return (residual(h, mlp(norm2(h)), gamma2, ctx), a.probabilities)
     }
 
     /// Cross-attention block (SAIM query stream): g attends to h; the same norm1 normalises both.

@@ -55,9 +55,37 @@ public func dropPath(_ x: Tensor, p: Float, training: Bool, rng: inout RandomGen
     let b = x.shape[0]
     var factors = [Float](repeating: 0, count: b)
     for i in 0..<b { factors[i] = rng.uniform() >= p ? 1 / (1 - p) : 0 }
-    var fshape = [Int](repeating: 1, count: x.rank)
-    fshape[0] = b
-    return x * Tensor(factors, shape: fshape)
+    return scaleSamples(x, factors)
+}
+
+/// y[b, …] = f[b] · x[b, …] for x [B, …] and constant per-sample factors f [B] (drop-path's scale).
+/// Rows with f = 0 are written as zeros without reading x.
+public func scaleSamples(_ x: Tensor, _ factors: [Float]) -> Tensor {
+    let b = x.shape[0]
+    precondition(factors.count == b, "tessera: scaleSamples: \(factors.count) factors for \(b) samples")
+    let per = x.count / max(b, 1)
+    let y = Tensor(shape: x.shape)
+    func apply(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        Parallel.forRange(b, costPerItem: per, minCost: 1 << 16) { r in
+            for i in r {
+                let f = factors[i], s = src + i * per, d = dst + i * per
+                if accumulate {
+                    if f != 0 { for j in 0..<per { d[j] += f * s[j] } }
+                } else if f == 0 {
+                    d.initialize(repeating: 0, count: per)
+                } else {
+                    for j in 0..<per { d[j] = f * s[j] }
+                }
+            }
+        }
+    }
+    apply(x.data, y.data, accumulate: false)
+    Autograd.record(y, [x]) { g in
+        guard let s = x.slot else { return }
+        let (dx, beta) = s.target()
+        apply(g.data, dx.data, accumulate: beta != 0)
+    }
+    return y
 }
 
 /// y = x ⊙ m with a constant m of the same shape.

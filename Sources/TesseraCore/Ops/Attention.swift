@@ -10,8 +10,15 @@ struct AttentionOperand {
 }
 
 /// Self-attention on a fused projection qkv [B, L, 3D] laid out as [q | k | v] (timm/BEiT order).
-/// mask: optional additive logits mask, [B, L, L] (also [B, 1, L, L]) or [L, L].
+/// mask: optional additive logits mask, [B, L, L] (also [B, 1, L, L]) or [L, L], broadcast over heads.
+/// A row whose logits are all −∞ gives zero weights and a zero output row, never NaN.
 public func selfAttention(qkv: Tensor, heads: Int, mask: Tensor? = nil) -> Tensor {
+    selfAttentionWithProbabilities(qkv: qkv, heads: heads, mask: mask).output
+}
+
+/// `selfAttention` that also returns the softmax probabilities [B, heads, L, L] (no gradient; the
+/// caller must not modify them).
+public func selfAttentionWithProbabilities(qkv: Tensor, heads: Int, mask: Tensor? = nil) -> (output: Tensor, probabilities: Tensor) {
     precondition(qkv.rank == 3 && qkv.shape[2] % 3 == 0, "tessera: selfAttention needs qkv [B, L, 3D], got \(qkv.shape)")
     let d = qkv.shape[2] / 3
     return attentionCore(q: .init(tensor: qkv, stride: 3 * d, offset: 0),
@@ -23,6 +30,12 @@ public func selfAttention(qkv: Tensor, heads: Int, mask: Tensor? = nil) -> Tenso
 /// Attention with separate projections: q [B, Lq, D], k and v [B, Lk, D] (cross-attention when
 /// Lq ≠ Lk or the key/value tensors come from another stream). Output [B, Lq, D].
 public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, mask: Tensor? = nil) -> Tensor {
+    attentionWithProbabilities(q: q, k: k, v: v, heads: heads, mask: mask).output
+}
+
+/// `attention` that also returns the softmax probabilities [B, heads, Lq, Lk] (no gradient; the
+/// caller must not modify them).
+public func attentionWithProbabilities(q: Tensor, k: Tensor, v: Tensor, heads: Int, mask: Tensor? = nil) -> (output: Tensor, probabilities: Tensor) {
     precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "tessera: attention needs rank-3 q, k, v, got \(q.shape), \(k.shape), \(v.shape)")
     precondition(k.shape == v.shape && q.shape[0] == k.shape[0] && q.shape[2] == k.shape[2],
                  "tessera: attention: q \(q.shape), k \(k.shape), v \(v.shape) do not fit")
@@ -33,7 +46,7 @@ public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, mask: Tensor?
 }
 
 func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand, batch b: Int, lq: Int, lk: Int,
-                   width d: Int, heads h: Int, mask: Tensor?) -> Tensor {
+                   width d: Int, heads h: Int, mask: Tensor?) -> (output: Tensor, probabilities: Tensor) {
     precondition(h > 0 && d % h == 0, "tessera: attention width \(d) is not divisible by \(h) heads")
     let hd = d / h
     let scale = 1 / Float(hd).squareRoot()
@@ -105,5 +118,5 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
             }
         }
     }
-    return y
+    return (y, probs)
 }

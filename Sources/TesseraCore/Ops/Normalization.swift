@@ -80,85 +80,103 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
 
 /// BatchNorm1d without affine over x [N, D]. In training, normalises with the batch statistics
 /// (biased variance) and updates the running statistics (unbiased variance, momentum as PyTorch:
-/// r ← (1 − m)·r + m·batch). In eval, uses the running statistics.
+/// r ← (1 − m)·r + m·batch). In eval, uses the running statistics. Columns are independent, so each
+/// thread takes a block of them (rows stay the inner sweep's outer loop for contiguous reads).
 public func batchNorm1d(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, training: Bool,
                         momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
     precondition(x.rank == 2, "tessera: batchNorm1d needs [N, D], got \(x.shape)")
     let (n, d) = (x.shape[0], x.shape[1])
     checkShapes(runningMean.shape, [d], "batchNorm1d running mean")
     checkShapes(runningVar.shape, [d], "batchNorm1d running variance")
+    if training { precondition(n > 1, "tessera: batchNorm1d in training needs more than one sample per batch") }
     let y = Tensor(shape: x.shape)
     let mean = Tensor.zeros([d]), rstd = Tensor(shape: [d])
-    if training {
-        precondition(n > 1, "tessera: batchNorm1d in training needs more than one sample per batch")
-        var sq = [Double](repeating: 0, count: d), mu = [Double](repeating: 0, count: d)
-        for i in 0..<n { for j in 0..<d { mu[j] += Double(x.data[i * d + j]) } }
-        for j in 0..<d { mu[j] /= Double(n) }
-        for i in 0..<n { for j in 0..<d { let c = Double(x.data[i * d + j]) - mu[j]; sq[j] += c * c } }
-        for j in 0..<d {
-            let v = sq[j] / Double(n)
-            mean.data[j] = Float(mu[j])
-            rstd.data[j] = Float(1 / (v + Double(eps)).squareRoot())
-            runningMean.data[j] = (1 - momentum) * runningMean.data[j] + momentum * Float(mu[j])
-            runningVar.data[j] = (1 - momentum) * runningVar.data[j] + momentum * Float(sq[j] / Double(n - 1))
+    let xp = x.data, yp = y.data, mp = mean.data, rp = rstd.data
+    Parallel.forRange(d, costPerItem: 3 * n, minCost: 1 << 16) { cols in
+        let lo = cols.lowerBound, w = cols.count
+        if training {
+            var mu = [Double](repeating: 0, count: w), sq = [Double](repeating: 0, count: w)
+            for i in 0..<n { let row = xp + i * d + lo; for j in 0..<w { mu[j] += Double(row[j]) } }
+            for j in 0..<w { mu[j] /= Double(n) }
+            for i in 0..<n { let row = xp + i * d + lo; for j in 0..<w { let c = Double(row[j]) - mu[j]; sq[j] += c * c } }
+            for j in 0..<w {
+                let c = lo + j, v = sq[j] / Double(n)
+                mp[c] = Float(mu[j])
+                rp[c] = Float(1 / (v + Double(eps)).squareRoot())
+                runningMean.data[c] = (1 - momentum) * runningMean.data[c] + momentum * Float(mu[j])
+                runningVar.data[c] = (1 - momentum) * runningVar.data[c] + momentum * Float(sq[j] / Double(n - 1))
+            }
+        } else {
+            for c in cols {
+                mp[c] = runningMean.data[c]
+                rp[c] = 1 / (runningVar.data[c] + eps).squareRoot()
+            }
         }
-    } else {
-        for j in 0..<d {
-            mean.data[j] = runningMean.data[j]
-            rstd.data[j] = 1 / (runningVar.data[j] + eps).squareRoot()
-        }
+        for i in 0..<n { for c in cols { yp[i * d + c] = (xp[i * d + c] - mp[c]) * rp[c] } }
     }
-    for i in 0..<n { for j in 0..<d { y.data[i * d + j] = (x.data[i * d + j] - mean.data[j]) * rstd.data[j] } }
     Autograd.record(y, [x]) { g in
         guard let s = x.slot else { return }
         let (dx, beta) = s.target()
-        if training {
-            var s1 = [Float](repeating: 0, count: d), s2 = [Float](repeating: 0, count: d)
-            for i in 0..<n { for j in 0..<d {
-                let gv = g.data[i * d + j]
-                s1[j] += gv
-                s2[j] += gv * (x.data[i * d + j] - mean.data[j]) * rstd.data[j]
-            } }
-            for i in 0..<n { for j in 0..<d {
-                let xh = (x.data[i * d + j] - mean.data[j]) * rstd.data[j]
-                let v = rstd.data[j] * (g.data[i * d + j] - s1[j] / Float(n) - xh * s2[j] / Float(n))
-                dx.data[i * d + j] = beta == 0 ? v : dx.data[i * d + j] + v
-            } }
-        } else {
-            for i in 0..<n { for j in 0..<d {
-                let v = g.data[i * d + j] * rstd.data[j]
-                dx.data[i * d + j] = beta == 0 ? v : dx.data[i * d + j] + v
+        // Pointers are taken from the captured tensors here, so their storage is kept alive.
+        let xp = x.data, mp = mean.data, rp = rstd.data, gp = g.data, dp = dx.data
+        Parallel.forRange(d, costPerItem: 3 * n, minCost: 1 << 16) { cols in
+            let lo = cols.lowerBound, w = cols.count
+            var s1 = [Float](repeating: 0, count: w), s2 = [Float](repeating: 0, count: w)
+            if training {
+                for i in 0..<n { for j in 0..<w {
+                    let c = lo + j, gv = gp[i * d + c]
+                    s1[j] += gv
+                    s2[j] += gv * (xp[i * d + c] - mp[c]) * rp[c]
+                } }
+            }
+            let inv = 1 / Float(n)
+            for i in 0..<n { for j in 0..<w {
+                let c = lo + j, idx = i * d + c
+                let v: Float
+                if training {
+                    let xh = (xp[idx] - mp[c]) * rp[c]
+                    v = rp[c] * (gp[idx] - s1[j] * inv - xh * s2[j] * inv)
+                } else {
+                    v = gp[idx] * rp[c]
+                }
+                dp[idx] = beta == 0 ? v : dp[idx] + v
             } }
         }
     }
     return y
 }
 
-/// x / max(‖x‖₂, eps) along the last axis (F.normalize).
+/// x / max(‖x‖₂, eps) along the last axis (F.normalize); rows run in parallel.
 public func l2Normalize(_ x: Tensor, eps: Float = 1e-12) -> Tensor {
     let d = x.shape.last!, rows = x.count / d
     let y = Tensor(shape: x.shape)
     let norms = Tensor(shape: [rows])
-    for i in 0..<rows {
-        let xr = x.data + i * d
-        var s: Float = 0
-        for j in 0..<d { s += xr[j] * xr[j] }
-        let nrm = max(s.squareRoot(), eps)
-        norms.data[i] = nrm
-        for j in 0..<d { y.data[i * d + j] = xr[j] / nrm }
+    let xp = x.data, yp = y.data, np = norms.data
+    Parallel.forRange(rows, costPerItem: 3 * d, minCost: 1 << 16) { r in
+        for i in r {
+            let xr = xp + i * d, yr = yp + i * d
+            let nrm = max(Kernels.sumSquaredDeviations(xr, 0, d).squareRoot(), eps)
+            np[i] = nrm
+            let inv = 1 / nrm
+            for j in 0..<d { yr[j] = xr[j] * inv }
+        }
     }
     Autograd.record(y, [x]) { g in
         guard let s = x.slot else { return }
         let (dx, beta) = s.target()
-        for i in 0..<rows {
-            let yr = y.data + i * d, gr = g.data + i * d, dr = dx.data + i * d
-            let nrm = norms.data[i]
-            // Below eps the norm is the constant eps, so only the direct term remains.
-            var dot: Float = 0
-            if nrm > eps { for j in 0..<d { dot += yr[j] * gr[j] } }
-            for j in 0..<d {
-                let v = (gr[j] - yr[j] * dot) / nrm
-                dr[j] = beta == 0 ? v : dr[j] + v
+        // Pointers are taken from the captured tensors here, so their storage is kept alive.
+        let yp = y.data, np = norms.data, gp = g.data, dp = dx.data
+        Parallel.forRange(rows, costPerItem: 4 * d, minCost: 1 << 16) { r in
+            for i in r {
+                let yr = yp + i * d, gr = gp + i * d, dr = dp + i * d
+                let nrm = np[i]
+                // Below eps the norm is the constant eps, so only the direct term remains.
+                var dot: Float = 0
+                if nrm > eps { for j in 0..<d { dot += yr[j] * gr[j] } }
+                for j in 0..<d {
+                    let v = (gr[j] - yr[j] * dot) / nrm
+                    dr[j] = beta == 0 ? v : dr[j] + v
+                }
             }
         }
     }
