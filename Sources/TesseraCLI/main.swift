@@ -111,11 +111,11 @@ struct Prepare: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print benchmark tables.")
 
-    @Argument(help: "What to measure: ops (tensor core), data (JPEG decode + augment), train (MAE training beside PyTorch).")
+    @Argument(help: "What to measure: ops (tensor core), data (JPEG decode + augment), train (MAE and SAIM training beside PyTorch).")
     var what: String
 
-    @Option(help: "For `train`: comma-separated models, tiny32 (ViT-Tiny, 32 px, patch 4, batch 128) and vits16 (ViT-S/16, 224 px, decoder 192/4/3 as MAE-priv ViT-S, batch 32).")
-    var model: String = "tiny32,vits16"
+    @Option(help: "For `train`: comma-separated models: tiny32 (MAE ViT-Tiny, 32 px, patch 4, batch 128), vits16 (MAE ViT-S/16, 224 px, decoder 192/4/3 as MAE-priv ViT-S, batch 32) and saim_tiny32 (SAIM on tiny32's encoder, 12 query blocks, batch 128).")
+    var model: String = "tiny32,vits16,saim_tiny32"
 
     @Option(help: "For `train`: untimed warm-up steps (torch.compile compiles in these).")
     var warmup: Int = 3
@@ -163,11 +163,11 @@ struct Bench: ParsableCommand {
                 }
                 return
             }
-            let script = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("tools/bench_torch_mae.py").path
+            let tools = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("tools").path
             print(TrainBenchmark.report(presets: presets, steps: reps, warmup: warmup, rounds: rounds, withTorch: !noTorch,
                                         tesseraModes: tessera,
                                         torchModes: try modes(torchModes, option: "--torch-modes", allowed: ["eager", "compile"]),
-                                        executable: CommandLine.arguments[0], torchScript: script))
+                                        executable: CommandLine.arguments[0], toolsDirectory: tools))
         default:
             throw ValidationError("unknown benchmark '\(what)'; choose ops, data or train")
         }

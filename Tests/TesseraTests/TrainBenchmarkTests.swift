@@ -13,6 +13,10 @@ final class TrainBenchmarkTests: XCTestCase {
         let rest = 2 * 64 * 48 * 192 + 2 * 17 * 192 * 128 + 2 * 65 * 128 * 48
         XCTAssertEqual(try TrainBenchmark.preset("tiny32").flopsPerImage, Double(3 * (encoder + decoder + rest)))
         XCTAssertThrowsError(try TrainBenchmark.preset("vit-giant"))
+        // SAIM: 12 content and 12 query blocks over 65 tokens, embedding of 64 patches, MLP head on 65 rows.
+        let streams = 24 * (2 * 65 * 12 * 192 * 192 + 4 * 65 * 65 * 192)
+        let saimRest = 2 * 64 * 48 * 192 + 2 * 65 * (192 * 768 + 768 * 48)
+        XCTAssertEqual(try TrainBenchmark.preset("saim_tiny32").flopsPerImage, Double(3 * (streams + saimRest)))
     }
 
     func testMeasurementJSONRoundTrip() throws {
@@ -46,5 +50,7 @@ final class TrainBenchmarkTests: XCTestCase {
             XCTAssertGreaterThan(m.imagesPerSecond, 0)
             XCTAssertTrue(m.stepSeconds.allSatisfy { $0 > 0 })
         }
+        let saim = TrainBenchmark.Preset(saim: "unit_saim", width: 32, depth: 2, heads: 2, img: 16, patch: 4, queryDepth: 1, batch: 4)
+        XCTAssertEqual(try TrainBenchmark.measureTessera(saim, steps: 2, warmup: 1).stepSeconds.count, 2)
     }
 }

@@ -29,6 +29,9 @@ public final class PretrainRunner {
     public var stopAfterIterations: Int?
     /// Print plain log lines (false keeps tests quiet).
     public var echo = true
+    /// Builds the method instead of the registry entry `model.method` names (for a method defined
+    /// outside Tessera, or a probe in tests); nil = the registry.
+    public var buildMethod: ((ExperimentSpec, inout RandomGenerator) throws -> PretrainMethod)?
 
     public init(spec: ExperimentSpec, overrides: [String] = [], runDir: String? = nil) throws {
         self.spec = spec
@@ -48,7 +51,7 @@ public final class PretrainRunner {
         if spec.threads > 0 { Parallel.setThreads(spec.threads) }
         let started = Date()
         var initRNG = RandomGenerator(seed: UInt64(spec.seed))
-        let model = try Registry.method(spec.model.method.rawValue).build(spec, &initRNG)
+        let model = try (buildMethod ?? Registry.method(spec.model.method.rawValue).build)(spec, &initRNG)
         let groups = OptimBuilder.pretrainGroups(spec, model)
         let opt = OptimBuilder.optimizer(spec, groups)
 

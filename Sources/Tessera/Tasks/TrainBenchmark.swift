@@ -2,66 +2,107 @@ import Foundation
 import TesseraConfig
 import TesseraCore
 
-/// `tessera bench train`: MAE pre-training throughput and peak memory of Tessera beside PyTorch
-/// (eager and torch.compile, through tools/bench_torch_mae.py) on the same model, batch and
+/// `tessera bench train`: MAE and SAIM pre-training throughput and peak memory of Tessera beside PyTorch
+/// (eager and torch.compile, through tools/bench_torch_mae.py and bench_torch_saim.py) on the same model, batch and
 /// optimizer, measured in one run. Every measurement runs in a fresh process so that peak memory
 /// is comparable: the growth of the peak resident set over the size just before the model is built.
 public enum TrainBenchmark {
-    /// A benchmark model: MAE with the given encoder and decoder, AdamW (0.9, 0.95), wd 0.05.
+    /// A benchmark model: MAE with the given encoder and decoder, or SAIM with the given encoder and
+    /// `queryDepth` query blocks (MLP head, 3×3 target blur, norm-pix); AdamW (0.9, 0.95), wd 0.05.
     public struct Preset: Sendable {
+        public enum Method: String, Sendable { case mae, saim }
         public let name: String
+        public let method: Method
         public let width, depth, heads, img, patch, decWidth, decDepth, decHeads, batch: Int
+        public let queryDepth: Int
 
         public init(name: String, width: Int, depth: Int, heads: Int, img: Int, patch: Int,
                     decWidth: Int, decDepth: Int, decHeads: Int, batch: Int) {
             self.name = name
+            method = .mae
             self.width = width; self.depth = depth; self.heads = heads; self.img = img; self.patch = patch
             self.decWidth = decWidth; self.decDepth = decDepth; self.decHeads = decHeads; self.batch = batch
+            queryDepth = 0
+        }
+
+        public init(saim name: String, width: Int, depth: Int, heads: Int, img: Int, patch: Int, queryDepth: Int, batch: Int) {
+            self.name = name
+            method = .saim
+            self.width = width; self.depth = depth; self.heads = heads; self.img = img; self.patch = patch
+            decWidth = 0; decDepth = 0; decHeads = 0; self.batch = batch
+            self.queryDepth = queryDepth
         }
 
         var yaml: String {
-            """
+            let model: String
+            switch method {
+            case .mae:
+                model = """
+                {method: mae, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
+                        decoder: {width: \(decWidth), depth: \(decDepth), heads: \(decHeads)}, mask_ratio: 0.75, norm_pix_loss: true}
+                """
+            case .saim:
+                model = """
+                {method: saim, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
+                        query_depth: \(queryDepth), prediction_head: mlp, gaussian_kernel_size: 3, gaussian_sigma: 1, norm_pix_loss: true}
+                """
+            }
+            return """
             name: bench_\(name)
             task: pretrain
             batch_size: \(batch)
             epochs: 1
-            model: {method: mae, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
-                    decoder: {width: \(decWidth), depth: \(decDepth), heads: \(decHeads)}, mask_ratio: 0.75, norm_pix_loss: true}
+            model: \(model)
             data: {dataset: fashion-mnist}
             optim: {name: adamw, lr: 1.0e-4, weight_decay: 0.05, betas: [0.9, 0.95]}
             log: {pictures: false}
             """
         }
 
+        /// The PyTorch side's script under tools/.
+        public var torchScript: String { method == .mae ? "bench_torch_mae.py" : "bench_torch_saim.py" }
+
         var torchArguments: [String] {
-            ["--width", "\(width)", "--depth", "\(depth)", "--heads", "\(heads)", "--img", "\(img)", "--patch", "\(patch)",
-             "--dec-width", "\(decWidth)", "--dec-depth", "\(decDepth)", "--dec-heads", "\(decHeads)", "--batch", "\(batch)"]
+            let common = ["--width", "\(width)", "--depth", "\(depth)", "--heads", "\(heads)", "--img", "\(img)", "--patch", "\(patch)",
+                          "--batch", "\(batch)"]
+            switch method {
+            case .mae: return common + ["--dec-width", "\(decWidth)", "--dec-depth", "\(decDepth)", "--dec-heads", "\(decHeads)"]
+            case .saim: return common + ["--query-depth", "\(queryDepth)", "--kernel", "3", "--sigma", "1"]
+            }
         }
 
         /// Multiply-adds ×2 of one training image (forward + backward ≈ 3 × forward) in the linear
         /// layers, patch embedding and attention products; element-wise work is not counted.
         public var flopsPerImage: Double {
             let l = (img / patch) * (img / patch)
-            let visible = l - Int(Double(l) * 0.75) + 1
             func blocks(_ tokens: Int, _ d: Int, _ n: Int) -> Double {
                 let linear = 2.0 * Double(tokens) * Double(12 * d * d)
                 let attention = 4.0 * Double(tokens * tokens * d)
                 return Double(n) * (linear + attention)
             }
             let embed = 2.0 * Double(l * patch * patch * 3 * width)
-            let decoderEmbed = 2.0 * Double(visible * width * decWidth)
-            let pred = 2.0 * Double((l + 1) * decWidth * patch * patch * 3)
-            let forward = embed + blocks(visible, width, depth) + decoderEmbed + blocks(l + 1, decWidth, decDepth) + pred
-            return 3 * forward
+            let out = patch * patch * 3
+            switch method {
+            case .mae:
+                let visible = l - Int(Double(l) * 0.75) + 1
+                let decoderEmbed = 2.0 * Double(visible * width * decWidth)
+                let pred = 2.0 * Double((l + 1) * decWidth * out)
+                return 3 * (embed + blocks(visible, width, depth) + decoderEmbed + blocks(l + 1, decWidth, decDepth) + pred)
+            case .saim:
+                // Content and query blocks over L + 1 tokens each; the MLP head (D → 4D → p²·3) on L + 1.
+                let head = 2.0 * Double((l + 1) * (width * 4 * width + 4 * width * out))
+                return 3 * (embed + blocks(l + 1, width, depth) + blocks(l + 1, width, queryDepth) + head)
+            }
         }
     }
 
     /// tiny32 is DEVELOPERS.md's peer configuration; vits16 is ViT-S/16 at 224 px with the decoder of
     /// the MAE-priv ViT-S recipe (192 wide, 4 deep, 3 heads; MAE's own 512/8 decoder would be 80 % of
-    /// that model's arithmetic).
+    /// that model's arithmetic); saim_tiny32 is SAIM on tiny32's encoder with 12 query blocks.
     public static let presets: [Preset] = [
         Preset(name: "tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, decWidth: 128, decDepth: 2, decHeads: 4, batch: 128),
         Preset(name: "vits16", width: 384, depth: 12, heads: 6, img: 224, patch: 16, decWidth: 192, decDepth: 4, decHeads: 3, batch: 32),
+        Preset(saim: "saim_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, queryDepth: 12, batch: 128),
     ]
 
     public static func preset(_ name: String) throws -> Preset {
@@ -179,16 +220,20 @@ public enum TrainBenchmark {
     /// processes running `self bench train --only tessera-<mode>`), then PyTorch eager, then torch.compile.
     public static func report(presets: [Preset], steps: Int, warmup: Int, rounds: Int, withTorch: Bool,
                               tesseraModes: [String] = ["replicas"], torchModes: [String] = ["eager", "compile"],
-                              executable: String, torchScript: String) -> String {
-        let torch = withTorch && FileManager.default.fileExists(atPath: torchScript) && torchAvailable()
+                              executable: String, toolsDirectory: String) -> String {
+        let scripts = Set(presets.map { (toolsDirectory as NSString).appendingPathComponent($0.torchScript) })
+        let torch = withTorch && scripts.allSatisfy { FileManager.default.fileExists(atPath: $0) } && torchAvailable()
         // Row label → the mode a child process measures ("tessera" alone is the default, replicas).
         let tesseraRows = tesseraModes.map { (label: $0 == "replicas" ? "tessera" : "tessera " + $0, mode: $0) }
         let frameworks = tesseraRows.map(\.label) + (torch ? torchModes.map { "torch " + $0 } : [])
-        var lines = ["MAE pre-training step (forward, backward, AdamW), synthetic images, \(Parallel.threads) threads; "
+        var lines = ["Pre-training step (forward, backward, AdamW), synthetic images, \(Parallel.threads) threads; "
                      + "\(steps) timed steps after \(warmup) warm-up, \(rounds) round(s) run in turn"]
-        if !torch { lines.append("(PyTorch not measured: \(withTorch ? "python3 with torch or \(torchScript) not found" : "--no-torch"))") }
+        if !torch {
+            let missing = withTorch ? "python3 with torch or \(scripts.sorted().joined(separator: ", ")) not found" : "--no-torch"
+            lines.append("(PyTorch not measured: \(missing))")
+        }
         lines.append("")
-        lines.append("model    framework        img/s per round        best img/s  GFLOP/s  peak MiB   ×eager  ×compile")
+        lines.append("model        framework        img/s per round        best img/s  GFLOP/s  peak MiB   ×eager  ×compile")
         for p in presets {
             var results: [String: [Measurement]] = [:]
             var notes: [String] = []
@@ -200,7 +245,7 @@ public enum TrainBenchmark {
                         m = runMeasurement(executable, ["bench", "train", "--model", p.name, "--reps", "\(steps)", "--warmup", "\(warmup)",
                                                         "--only", "tessera", "--tessera-modes", row.mode], note: &note)
                     } else {
-                        m = runMeasurement("python3", [torchScript] + p.torchArguments
+                        m = runMeasurement("python3", [(toolsDirectory as NSString).appendingPathComponent(p.torchScript)] + p.torchArguments
                                            + ["--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(Parallel.threads)",
                                               "--mode", f == "torch eager" ? "eager" : "compile"], note: &note)
                     }
@@ -210,14 +255,14 @@ public enum TrainBenchmark {
             func best(_ f: String) -> Double? { results[f]?.map { rate($0, batch: p.batch) }.max() }
             for f in frameworks {
                 guard let ms = results[f], let b = best(f) else {
-                    lines.append(pad(p.name, 9) + pad(f, 17) + "failed")
+                    lines.append(pad(p.name, 13) + pad(f, 17) + "failed")
                     continue
                 }
                 let perRound = ms.map { String(format: "%.1f", rate($0, batch: p.batch)) }.joined(separator: " ")
                 let peak = Double(ms.map(\.peakBytes).max() ?? 0) / 1_048_576
                 let vsEager = best("torch eager").map { String(format: "%.2f", b / $0) } ?? "-"
                 let vsCompile = best("torch compile").map { String(format: "%.2f", b / $0) } ?? "-"
-                lines.append(pad(p.name, 9) + pad(f, 17) + pad(perRound, 23)
+                lines.append(pad(p.name, 13) + pad(f, 17) + pad(perRound, 23)
                              + String(format: "%10.1f  %7.1f  %8.1f  ", b, b * p.flopsPerImage / 1e9, peak)
                              + pad(vsEager, 7, left: true) + "  " + pad(vsCompile, 8, left: true))
             }
@@ -236,7 +281,8 @@ public enum TrainBenchmark {
         lines.append("img/s: batch / median step time of each measurement; best: the best round. tessera splits each batch")
         lines.append("over the threads (one forward and backward pass per thread); tessera kernels runs one pass with threaded kernels.")
         lines.append("GFLOP/s: the PyTorch model's linear, patch-embedding (all patches) and attention products, 3 × forward, for")
-        lines.append("every framework (Tessera embeds only the kept patches). Peak MiB: growth of the process's peak resident set")
+        lines.append("every framework (Tessera's MAE embeds only the kept patches). SAIM: both streams over all L + 1 tokens, masks")
+        lines.append("as additive float masks on both sides (PyTorch: fused SDPA). Peak MiB: growth of the process's peak resident set")
         lines.append("over its size before the model is built; each measurement is a fresh process.")
         return lines.joined(separator: "\n")
     }
