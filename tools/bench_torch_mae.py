@@ -8,18 +8,12 @@ Usage: python3 tools/bench_torch_mae.py --width 192 --depth 12 --heads 3 --img 3
          --dec-width 128 --dec-depth 2 --dec-heads 4 --batch 128 --steps 10 --warmup 3 --mode eager
 """
 import argparse
-import json
-import resource
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+from bench_torch_common import patchify, rss_bytes, train_and_report
 
 
 class Block(nn.Module):
@@ -69,12 +63,6 @@ class MAE(nn.Module):
         self.decoder_pred = nn.Linear(a.dec_width, a.patch * a.patch * 3)
         self.mask_ratio = a.mask_ratio
 
-    def patchify(self, imgs):
-        b, c, hh, ww = imgs.shape
-        p, h, w = self.p, hh // self.p, ww // self.p
-        x = imgs.reshape(b, c, h, p, w, p)
-        return torch.einsum("nchpwq->nhwpqc", x).reshape(b, h * w, p * p * c)
-
     def forward(self, imgs, noise):
         b = imgs.shape[0]
         x = self.patch_embed(imgs).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]
@@ -98,7 +86,7 @@ class MAE(nn.Module):
         for blk in self.decoder_blocks:
             x = blk(x)
         pred = self.decoder_pred(self.decoder_norm(x))[:, 1:]
-        target = self.patchify(imgs)
+        target = patchify(imgs, self.p)
         mean = target.mean(dim=-1, keepdim=True)
         var = target.var(dim=-1, keepdim=True)
         target = (target - mean) / (var + 1e-6) ** 0.5
@@ -118,23 +106,7 @@ def main():
     torch.manual_seed(0)
     base = rss_bytes()
     model = MAE(a)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
-    fwd = torch.compile(model) if a.mode == "compile" else model
-    imgs = torch.randn(a.batch, 3, a.img, a.img)
-    L = (a.img // a.patch) ** 2
-    times = []
-    for i in range(a.warmup + a.steps):
-        noise = torch.rand(a.batch, L)
-        t0 = time.perf_counter()
-        loss = fwd(imgs, noise)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if i >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"images_per_s": a.batch * len(times) / sum(times), "step_seconds": times,
-                      "peak_bytes": peak - base, "threads": torch.get_num_threads(), "loss": float(loss.detach())}))
+    train_and_report(model, a, (a.img // a.patch) ** 2, base)
 
 
 if __name__ == "__main__":

@@ -21,18 +21,14 @@ loss with the official SaimViT's on the same weights and noise instead of benchm
 """
 import argparse
 import json
-import resource
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from timm.layers import Mlp, PatchEmbed
 
-
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+from bench_torch_common import patchify, rss_bytes, train_and_report
 
 
 class Attention(nn.Module):
@@ -120,12 +116,6 @@ class SAIM(nn.Module):
         if a.kernel > 0:
             self.register_buffer("blur", gaussian_kernel(a.kernel, a.sigma))
 
-    def patchify(self, imgs):
-        b, c, hh, ww = imgs.shape
-        p, h, w = self.p, hh // self.p, ww // self.p
-        x = imgs.reshape(b, c, h, p, w, p)
-        return torch.einsum("nchpwq->nhwpqc", x).reshape(b, h * w, p * p * c)
-
     def forward(self, imgs, noise):
         b = imgs.shape[0]
         mask_h, mask_g = permutation_masks(noise)
@@ -139,7 +129,7 @@ class SAIM(nn.Module):
         pred = self.prediction_head(self.norm(g))[:, 1:]
         if self.kernel > 0:
             imgs = F.conv2d(imgs, self.blur, padding=self.kernel // 2, groups=3)
-        target = self.patchify(imgs)
+        target = patchify(imgs, self.p)
         mean = target.mean(dim=-1, keepdim=True)
         var = target.var(dim=-1, keepdim=True)
         target = (target - mean) / (var + 1e-6) ** 0.5
@@ -186,22 +176,7 @@ def main():
     torch.manual_seed(0)
     base = rss_bytes()
     model = SAIM(a)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
-    fwd = torch.compile(model) if a.mode == "compile" else model
-    imgs = torch.randn(a.batch, 3, a.img, a.img)
-    times = []
-    for i in range(a.warmup + a.steps):
-        noise = torch.rand(a.batch, model.L)
-        t0 = time.perf_counter()
-        loss = fwd(imgs, noise)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if i >= a.warmup:
-            times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"images_per_s": a.batch * len(times) / sum(times), "step_seconds": times,
-                      "peak_bytes": peak - base, "threads": torch.get_num_threads(), "loss": float(loss.detach())}))
+    train_and_report(model, a, model.L, base)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import Foundation
 import XCTest
 import TesseraCore
 import Tessera
+import TesseraConfig
+import TesseraHDF5
 
 /// The small MAE of the PyTorch parity fixtures (16 px, 4×4 patches, width 32, depth 2, decoder
 /// 16/2/2): official MAE, or MAE-priv with BEiT blocks, MoCo sin-cos, no cls token, layer-norm
@@ -53,6 +55,37 @@ func smallSAIM(share: Bool = false, seed: UInt64 = 3) -> SAIM {
     o.gaussianKernel = 3
     var rng = RandomGenerator(seed: seed)
     return SAIM(shape, ViTStyle(layout: .split, posLayout: .mae, clsToken: true), o, rng: &rng)
+}
+
+/// Runs `tessera step` with a PyTorch fixture as both weights and batch, then checks the loss and
+/// every gradient against the fixture's `f32/loss` and `f32/grads/<name>` (relative error 1e-5 and
+/// 1e-4). Gradients that are exactly zero in exact arithmetic (`zeroGradient`) are checked in absolute
+/// terms. `extra` checks more of the output against the fixture.
+func assertStepMatchesFixture(_ fixture: String, spec: ExperimentSpec, scratch: URL, zeroGradient: (String) -> Bool = { _ in false },
+                              file: StaticString = #filePath, line: UInt = #line,
+                              extra: (_ got: HDF5File, _ ref: HDF5File) throws -> Void = { _, _ in }) throws {
+    let out = scratch.appendingPathComponent("step-out.h5").path
+    try StepCommand.run(spec: spec, weights: fixture, batch: fixture, out: out)
+    let ref = try HDF5File(reading: fixture)
+    defer { ref.close() }
+    let got = try HDF5File(reading: out)
+    defer { got.close() }
+    let name = (fixture as NSString).lastPathComponent
+    let loss = try got.readDoubles("loss").values[0], refLoss = try ref.readDoubles("f32/loss").values[0]
+    XCTAssertLessThan(abs(loss - refLoss) / abs(refLoss), 1e-5, "\(name): loss \(loss) vs \(refLoss)", file: file, line: line)
+    let refGrads = try ref.datasetNames(under: "f32/grads").map { String($0.dropFirst("f32/grads/".count)) }
+    let gotGrads = try got.datasetNames(under: "grads").map { String($0.dropFirst("grads/".count)) }
+    XCTAssertFalse(refGrads.isEmpty, name, file: file, line: line)
+    XCTAssertEqual(Set(gotGrads), Set(refGrads), name, file: file, line: line)
+    for g in refGrads {
+        let mine = try got.readFloats("grads/\(g)").values, theirs = try ref.readFloats("f32/grads/\(g)").values
+        if zeroGradient(g) {
+            XCTAssertLessThan(mine.map(abs).max()!, 1e-6, "\(name) \(g)", file: file, line: line)
+        } else {
+            XCTAssertLessThan(relativeError(mine, theirs), 1e-4, "\(name) \(g)", file: file, line: line)
+        }
+    }
+    try extra(got, ref)
 }
 
 /// A test case with a fresh temporary directory per test (`scratch`), removed afterwards.
