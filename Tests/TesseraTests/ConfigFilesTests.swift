@@ -44,6 +44,45 @@ final class ConfigFilesTests: XCTestCase {
         XCTAssertEqual(s.model.patchOrder, .hwc)
     }
 
+    /// SAIM README (spec §4.5): 2048 = 64 × 32, blr 2e-4 → lr 1.6e-3, warmup 30, 9×9 blur σ 1, norm-pix,
+    /// MLP head, 12 query blocks, betas (0.9, 0.95), no clipping; the README's weight decay 0.5.
+    func testSAIMViTB800() throws {
+        let s = try load("pretrain/SAIM_ViT-B_800E.yaml")
+        XCTAssertEqual(s.model.method, .saim)
+        XCTAssertEqual([s.model.width, s.model.depth, s.model.heads, s.model.patchSize, s.model.queryDepth], [768, 12, 12, 16, 12])
+        XCTAssertEqual(s.model.block, .split)
+        XCTAssertEqual(s.model.posEmbed, .mae)
+        XCTAssertFalse(s.model.shareWeight)
+        XCTAssertEqual(s.model.predictionHead, .mlp)
+        XCTAssertEqual([s.model.gaussianKernelSize], [9])
+        XCTAssertEqual(s.model.gaussianSigma, 1)
+        XCTAssertTrue(s.model.normPixLoss)
+        XCTAssertEqual(s.model.targetNorm, .unbiased)
+        XCTAssertEqual(s.model.lossType, .l2)
+        XCTAssertEqual(s.effectiveBatch, 2048)
+        XCTAssertEqual(s.absoluteLR, 1.6e-3, accuracy: 1e-12)
+        XCTAssertEqual(s.schedule.warmupEpochs, 30)
+        XCTAssertEqual(s.optim.weightDecay, 0.5)
+        XCTAssertEqual(s.optim.betas, [0.9, 0.95])
+        XCTAssertNil(s.optim.clipGrad)
+        XCTAssertEqual(s.augment.scale, [0.2, 1.0])
+        XCTAssertEqual(s.checkpoint.every, 100)
+        let ft = try load("finetune/SAIM_ViT-B_100E.yaml")
+        XCTAssertEqual(ft.model.method, .saim)
+        XCTAssertEqual(ft.model.block, .split)
+        XCTAssertFalse(ft.model.globalPool)
+        XCTAssertEqual(ft.effectiveBatch, 1024)
+        XCTAssertEqual(ft.schedule.warmupEpochs, 20)
+        XCTAssertEqual(ft.optim.layerDecay, 0.65)
+        let lin = try load("lincls/SAIM_ViT-B_90E.yaml")
+        XCTAssertEqual(lin.model.block, .split)
+        XCTAssertEqual(lin.optim.name, .sgd)
+        XCTAssertEqual(lin.effectiveBatch, 2048)
+        XCTAssertEqual(lin.absoluteLR, 0.8, accuracy: 1e-12)
+        XCTAssertEqual(lin.schedule.warmupEpochs, 0)
+        XCTAssertEqual(lin.optim.weightDecay, 0)
+    }
+
     func testMAEViTH800UsesPatch14() throws {
         let s = try load("pretrain/ViT-H_800E.yaml")
         XCTAssertEqual([s.model.width, s.model.depth, s.model.heads, s.model.patchSize], [1280, 32, 16, 14])
