@@ -42,6 +42,8 @@ import h5py
 import numpy as np
 import torch
 
+import official_code
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "..", "Tests", "TesseraTests", "Fixtures")
 DEFAULT_REPO = "/work/.mirror/qiy20+SAIM/repo"
@@ -61,54 +63,9 @@ BATCH = 3
 
 # ----------------------------------------------------------------------------- official code
 
-def _imports(statement):
-    try:
-        exec(statement, {})
-        return True
-    except ImportError:
-        return False
-
-
-# (file, original text, replacement, needed?): only what the installed timm / numpy reject.
-PATCHES = [
-    # timm moved these layers to timm.layers; vision_transformer may stop re-exporting them
-    ("util/blocks.py",
-     "from timm.models.vision_transformer import Mlp, DropPath",
-     "from timm.layers import Mlp, DropPath",
-     lambda: not _imports("from timm.models.vision_transformer import Mlp, DropPath")),
-    ("models_saim.py",
-     "from timm.models.vision_transformer import PatchEmbed, Mlp",
-     "from timm.layers import PatchEmbed, Mlp",
-     lambda: not _imports("from timm.models.vision_transformer import PatchEmbed, Mlp")),
-    # np.float (an alias of the builtin float, i.e. float64) was removed in numpy 1.24
-    ("util/pos_embed.py",
-     "np.arange(embed_dim // 2, dtype=np.float)",
-     "np.arange(embed_dim // 2, dtype=float)",
-     lambda: not hasattr(np, "float")),
-]
-
-
-def git(repo, *args):
-    return subprocess.run(["git", "--git-dir", repo, *args], check=True, capture_output=True).stdout
-
-
 def export_official(repo, rev, into):
-    """Writes the official sources at `rev` into `into` (patched), returns the commit id."""
-    commit = git(repo, "rev-parse", f"{rev}^{{commit}}").decode().strip()
-    os.makedirs(os.path.join(into, "util"), exist_ok=True)
-    texts = {path: git(repo, "show", f"{commit}:{path}").decode() for path in SOURCES}
-    applied = []
-    for path, old, new, needed in PATCHES:
-        if old in texts[path] and needed():
-            texts[path] = texts[path].replace(old, new)
-            applied.append(f"{path}: {old!r} -> {new!r}")
-    for line in applied:
-        print("patched", line)
-    for path, text in texts.items():
-        with open(os.path.join(into, path), "w") as f:
-            f.write(text)
-    open(os.path.join(into, "util", "__init__.py"), "w").close()
-    return commit
+    """The official sources at `rev`, patched (tools/official_code.py); returns the commit id."""
+    return official_code.export(repo, rev, SOURCES, into)
 
 
 class _NoiseTorch:

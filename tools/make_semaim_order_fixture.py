@@ -53,6 +53,8 @@ import h5py
 import numpy as np
 import torch
 
+import official_code
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_OUT = os.path.join(HERE, "..", "Tests", "TesseraTests", "Fixtures", "semaim_orders.h5")
 DEFAULT_REPO = "/work/.mirror/skyoux+SemAIM/repo"
@@ -81,52 +83,9 @@ ATTENTION_TYPES = ["attention", "attention_center", "attention_guided"]
 
 # ----------------------------------------------------------------------------- official code
 
-def _imports(statement):
-    try:
-        exec(statement, {})
-        return True
-    except ImportError:
-        return False
-
-
-# (file, original text, replacement, needed?): only what the installed timm / numpy reject.
-PATCHES = [
-    ("util/blocks.py",
-     "from timm.models.vision_transformer import Mlp, DropPath",
-     "from timm.layers import Mlp, DropPath",
-     lambda: not _imports("from timm.models.vision_transformer import Mlp, DropPath")),
-    ("models/models_semaim.py",
-     "from timm.models.vision_transformer import PatchEmbed, Mlp",
-     "from timm.layers import PatchEmbed, Mlp",
-     lambda: not _imports("from timm.models.vision_transformer import PatchEmbed, Mlp")),
-    # np.float (the builtin float, i.e. float64) was removed in numpy 1.24
-    ("util/pos_embed.py",
-     "np.arange(embed_dim // 2, dtype=np.float)",
-     "np.arange(embed_dim // 2, dtype=float)",
-     lambda: not hasattr(np, "float")),
-]
-
-
-def git(repo, *args):
-    return subprocess.run(["git", "--git-dir", repo, *args], check=True, capture_output=True).stdout
-
-
 def export_official(repo, rev, into):
-    """Writes the (patched) official sources at `rev` below `into`; returns the commit id."""
-    commit = git(repo, "rev-parse", f"{rev}^{{commit}}").decode().strip()
-    texts = {path: git(repo, "show", f"{commit}:{path}").decode() for path in SOURCES}
-    for path, old, new, needed in PATCHES:
-        if old in texts[path] and needed():
-            texts[path] = texts[path].replace(old, new)
-            print(f"patched {path}: {old!r} -> {new!r}")
-    for path, text in texts.items():
-        os.makedirs(os.path.join(into, os.path.dirname(path)), exist_ok=True)
-        with open(os.path.join(into, path), "w") as f:
-            f.write(text)
-    # the repository has no __init__.py files; empty ones keep other `util` / `models` away
-    for pkg in ("models", "util"):
-        open(os.path.join(into, pkg, "__init__.py"), "w").close()
-    return commit
+    """The official sources at `rev`, patched (tools/official_code.py); returns the commit id."""
+    return official_code.export(repo, rev, SOURCES, into)
 
 
 class _ScriptedTorch:
