@@ -68,13 +68,11 @@ public enum Pictures {
 
     /// One row per image: original | masked (removed patches grey) | reconstruction | reconstruction
     /// with the visible patches pasted back. Without a mask (every patch predicted, SAIM): original |
-    /// reconstruction. `target` is what the prediction reconstructs (the images, or SAIM's blurred
-    /// images) and gives the per-patch statistics that undo norm-pix.
-    public static func reconstructions(images: Tensor, target: Tensor? = nil, prediction: Tensor, mask: [Float]?, patch p: Int,
+    /// reconstruction. Norm-pix is undone with the per-patch statistics of the images.
+    public static func reconstructions(images: Tensor, prediction: Tensor, mask: [Float]?, patch p: Int,
                                        order: Patches.Order, norm: Patches.Norm, mean: [Float], std: [Float], to path: String) throws {
         let (b, c, h, w) = (images.shape[0], images.shape[1], images.shape[2], images.shape[3])
-        let targetImages = target ?? images
-        let recon = unnormalizedPrediction(prediction, target: Patches.patchify(targetImages, patch: p, order: order), patch: p,
+        let recon = unnormalizedPrediction(prediction, target: Patches.patchify(images, patch: p, order: order), patch: p,
                                            channels: c, order: order, norm: norm)
         let per = c * h * w, g = w / p
         // The masked and pasted views, built in normalised space: grey is the normalised value of 0.5.

@@ -23,7 +23,7 @@ public final class MAE: Module, PretrainMethod {
             decoderWidth = m.decoder.width
             decoderDepth = m.decoder.depth
             decoderHeads = m.decoder.heads
-            targetNorm = m.normPixLoss ? (m.targetNorm == .unbiased ? .unbiased : .layernorm) : .none
+            targetNorm = Registry.targetNorm(spec)
             patchOrder = m.patchOrder == .hwc ? .hwc : .chw
             sharedMask = m.sharedMask
         }

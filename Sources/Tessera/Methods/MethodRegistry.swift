@@ -61,6 +61,11 @@ public enum Registry {
                         heads: m.heads, mlpRatio: Float(m.mlpRatio))
     }
 
+    /// The per-patch target normalisation of `model.norm_pix_loss` and `model.target_norm`.
+    public static func targetNorm(_ spec: ExperimentSpec) -> Patches.Norm {
+        spec.model.normPixLoss ? (spec.model.targetNorm == .unbiased ? .unbiased : .layernorm) : .none
+    }
+
     public static func vitStyle(_ spec: ExperimentSpec) -> ViTStyle {
         let m = spec.model
         let layout: AttentionLayout = m.block == .fused ? .fused : (m.block == .split ? .split : .beit)

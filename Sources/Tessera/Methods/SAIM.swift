@@ -37,7 +37,7 @@ public final class SAIM: Module, PretrainMethod {
             gaussianKernel = m.gaussianKernelSize
             gaussianSigma = Float(m.gaussianSigma)
             loss = m.lossType
-            targetNorm = m.normPixLoss ? (m.targetNorm == .unbiased ? .unbiased : .layernorm) : .none
+            targetNorm = Registry.targetNorm(spec)
         }
     }
 
@@ -144,13 +144,18 @@ public final class SAIM: Module, PretrainMethod {
 
     // MARK: forward and loss
 
+    /// The content stream's input: cls + pos[0], then the patch tokens + pos[1:], [B, L+1, D].
+    func contentTokens(_ images: Tensor) -> Tensor {
+        concat([encoder.clsTokens(batch: images.shape[0]), encoder.patchTokens(images)], axis: 1)
+    }
+
     /// The two streams on images [B, C, H, W] with masks from `scores` [B, L]: prediction [B, L, p²C]
     /// (the cls row dropped).
     public func forwardStreams(_ images: Tensor, scores: Tensor, ctx: Context) -> Tensor {
         let b = images.shape[0], l = encoder.shape.patches, d = encoder.shape.width
         checkShapes(scores.shape, [b, l], "SAIM permutation noise")
         let masks = Self.attentionMasks(scores: scores)
-        var h = concat([encoder.clsTokens(batch: b), encoder.patchTokens(images)], axis: 1)
+        var h = contentTokens(images)
         var g = expand(encoder.posEmbed, to: [b, l + 1, d])
         for (i, blk) in encoder.blocks.items.enumerated() {
             h = blk(h, mask: masks.content, ctx: ctx)
@@ -189,11 +194,10 @@ public final class SAIM: Module, PretrainMethod {
     /// attention, the mean over heads, [B, L]. No gradient.
     public func clsAttention(_ images: Tensor, ctx: Context) -> [Float] {
         Autograd.noGrad {
-            let b = images.shape[0], l = encoder.shape.patches
-            var h = concat([encoder.clsTokens(batch: b), encoder.patchTokens(images)], axis: 1)
+            var h = contentTokens(images)
             for blk in encoder.blocks.items.dropLast() { h = blk(h, ctx: ctx) }
             let probs = encoder.blocks.items.last!.withAttention(h, ctx: ctx).probabilities   // [B, heads, L+1, L+1]
-            return meanClsRow(probs, batch: b, patches: l)
+            return meanClsRow(probs, batch: images.shape[0], patches: encoder.shape.patches)
         }
     }
 

@@ -105,7 +105,7 @@ public final class ViTClassifier: Module {
 
     /// Maps a pre-training checkpoint's names onto this model (spec §10): keeps `encoder.`-prefixed
     /// or top-level encoder keys (stripping `encoder.`, `module.`, `backbone.`), drops decoder, mask
-    /// token and head keys, and resizes position tables to this model's grid.
+    /// token and head keys (`loadWeights` then resizes position tables to this model's grid).
     public func encoderState(from state: [String: Tensor]) -> [String: Tensor] {
         let own = Set(namedParameters().map(\.name) + namedBuffers().map(\.name))
         var out: [String: Tensor] = [:]
@@ -115,7 +115,6 @@ public final class ViTClassifier: Module {
             guard own.contains(name), !Self.isNewInDownstream(name) else { continue }
             out[name] = v
         }
-        adaptPositionTables(&out, to: self)
         return out
     }
 }
