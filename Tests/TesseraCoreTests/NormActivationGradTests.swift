@@ -75,6 +75,14 @@ final class NormActivationGradTests: XCTestCase {
         assertClose(y.array, [-0.045_500_26, -0.154_268_53, 0, 0.841_344_74, 2.995_950_2], tol: 1e-6, "gelu values")
     }
 
+    func testQuickGelu() {
+        gradCheck(inputs: [uniform([4, 10], seed: 14, lo: -6, hi: 6)]) { v in quickGelu(v[0]) }
+        // x·σ(1.702·x), computed in Double.
+        let xs: [Float] = [-3, -0.5, 0, 1, 4]
+        let want = xs.map { Float(Double($0) / (1 + Foundation.exp(-1.702 * Double($0)))) }
+        assertClose(quickGelu(Tensor(xs, shape: [5])).array, want, tol: 1e-6, "quick gelu values")
+    }
+
     func testSoftmax() {
         gradCheck(inputs: [randn([3, 4, 5], seed: 13, std: 2)]) { v in softmax(v[0]) }
         let p = softmax(Tensor([0, 0, Float(Foundation.log(3.0)), -.infinity], shape: [1, 4]))

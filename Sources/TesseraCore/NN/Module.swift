@@ -20,6 +20,8 @@ open class Module {
     public private(set) var aliasList: [(String, Module)] = []
     /// A frozen module (`freeze`) is left out of its parents' parameters and state dict.
     public private(set) var isFrozen = false
+    /// A frozen module kept in checkpoints as buffers (`keepAsState`).
+    public private(set) var savedWhileFrozen = false
 
     public init() {}
 
@@ -62,7 +64,19 @@ open class Module {
     @discardableResult
     public func freeze() -> Self {
         isFrozen = true
+        savedWhileFrozen = false
         for (_, t) in namedParameters() + namedBuffers() { t.requiringGrad(false) }
+        return self
+    }
+
+    /// Makes this module state that is saved but never trained (SemAIM's EMA model): like `freeze`,
+    /// its tensors take no gradient and a parent leaves them out of its parameters, but a parent lists
+    /// all of them (parameters and buffers) among its buffers, so they are written into checkpoints
+    /// and loaded on resume.
+    @discardableResult
+    public func keepAsState() -> Self {
+        _ = freeze()
+        savedWhileFrozen = true
         return self
     }
 
@@ -92,7 +106,14 @@ open class Module {
 
     private func collect(_ prefix: String, _ out: inout [(name: String, tensor: Tensor)], buffers: Bool, aliases: Bool) {
         for (n, t) in (buffers ? bufferList : parameterList) { out.append((prefix + n, t)) }
-        for (n, c) in childList where !c.isFrozen { c.collect(prefix + n + ".", &out, buffers: buffers, aliases: aliases) }
+        for (n, c) in childList {
+            if !c.isFrozen {
+                c.collect(prefix + n + ".", &out, buffers: buffers, aliases: aliases)
+            } else if c.savedWhileFrozen && buffers {
+                c.collect(prefix + n + ".", &out, buffers: false, aliases: aliases)
+                c.collect(prefix + n + ".", &out, buffers: true, aliases: aliases)
+            }
+        }
         if aliases {
             for (n, c) in aliasList where !c.isFrozen { c.collect(prefix + n + ".", &out, buffers: buffers, aliases: aliases) }
         }

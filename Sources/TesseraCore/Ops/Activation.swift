@@ -19,6 +19,29 @@ public func gelu(_ x: Tensor) -> Tensor {
     return y
 }
 
+/// QuickGELU, x·σ(1.702·x) (OpenAI CLIP's activation).
+public func quickGelu(_ x: Tensor) -> Tensor {
+    let y = Tensor(shape: x.shape)
+    let xp = x.data, yp = y.data
+    Parallel.forRange(x.count, costPerItem: 12, minCost: 1 << 16) { r in
+        for i in r { yp[i] = xp[i] / (1 + Kernels.exp(-1.702 * xp[i])) }
+    }
+    Autograd.record(y, [x]) { g in
+        guard let s = x.slot else { return }
+        let (dx, beta) = s.target()
+        let gp = g.data, dp = dx.data, xp = x.data
+        Parallel.forRange(x.count, costPerItem: 16, minCost: 1 << 16) { r in
+            for i in r {
+                // d/dx x·σ(ax) = σ + a·x·σ·(1 − σ)
+                let sg = 1 / (1 + Kernels.exp(-1.702 * xp[i]))
+                let d = gp[i] * (sg + 1.702 * xp[i] * sg * (1 - sg))
+                dp[i] = beta == 0 ? d : dp[i] + d
+            }
+        }
+    }
+    return y
+}
+
 /// Softmax over the last axis.
 public func softmax(_ x: Tensor) -> Tensor {
     let n = x.shape.last!, rows = x.count / n
