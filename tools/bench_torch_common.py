@@ -1,10 +1,12 @@
 """What the PyTorch benchmark scripts of `tessera bench train` share: the peak-memory measure and the
 timed training loop, so every method's PyTorch row is measured the same way.
 
-`train_and_report(model, args, noise_len)` builds AdamW (lr 1e-4, betas 0.9/0.95, wd 0.05), compiles
-the model when args.mode == "compile", then runs args.warmup untimed and args.steps timed steps of
-forward(images, noise) + backward + step + zero_grad on fixed synthetic images, drawing the noise
-before each timed region, and prints one JSON line
+`train_and_report(model, args, noise_len, base)` builds AdamW (lr 1e-4, betas 0.9/0.95, wd 0.05),
+compiles the model when args.mode == "compile" (as `compile(model)`: torch.compile unless the script
+passes its own, e.g. one compiling the parts of a step that should not be one graph), then runs
+args.warmup untimed and args.steps timed steps of forward(images, noise) + backward + step +
+zero_grad on fixed synthetic images, drawing the noise before each timed region, and prints one
+JSON line
   {"images_per_s": ..., "step_seconds": [...], "peak_bytes": ..., "threads": ..., "loss": ...}
 peak_bytes is the growth of the process's peak resident set over `base` (taken just before the
 model was built), the same measure Tessera reports.
@@ -29,9 +31,9 @@ def rss_bytes():
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def train_and_report(model, args, noise_len, base):
+def train_and_report(model, args, noise_len, base, compile=torch.compile):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
-    fwd = torch.compile(model) if args.mode == "compile" else model
+    fwd = compile(model) if args.mode == "compile" else model
     imgs = torch.randn(args.batch, 3, args.img, args.img)
     times = []
     for i in range(args.warmup + args.steps):

@@ -5,6 +5,9 @@
 #   model trained from scratch (fine-tuning).
 #   SAIM: pre-training of the same encoder shape (about 50 minutes), then k-NN and linear probing beside
 #   a random encoder of SAIM's layout (split q/k/v blocks).
+#   SemAIM: the same budget as SAIM (2 epochs, same shape and optimizer) in the semantic order
+#   (attention_center / cls), then k-NN and linear probing beside a random encoder of its layout
+#   (fused qkv). Pass a method name (mae, saim, semaim) to run only that part.
 # Runs go under runs/fmnist_learning; finished runs are kept and skipped on a second call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,12 +28,24 @@ run_protocols() {
   done
 }
 
-MAE_CK=runs/FMNIST_ViT-T_MAE/checkpoint-5.h5
-[ -f "$MAE_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_MAE.yaml
-run_protocols mae "$MAE_CK" knn lincls finetune
+ONLY=${1:-all}
 
-SAIM_CK=runs/FMNIST_ViT-T_SAIM/checkpoint-2.h5
-[ -f "$SAIM_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_SAIM.yaml
-run_protocols saim "$SAIM_CK" knn lincls
+if [ "$ONLY" = all ] || [ "$ONLY" = mae ]; then
+  MAE_CK=runs/FMNIST_ViT-T_MAE/checkpoint-5.h5
+  [ -f "$MAE_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_MAE.yaml
+  run_protocols mae "$MAE_CK" knn lincls finetune
+fi
+
+if [ "$ONLY" = all ] || [ "$ONLY" = saim ]; then
+  SAIM_CK=runs/FMNIST_ViT-T_SAIM/checkpoint-2.h5
+  [ -f "$SAIM_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_SAIM.yaml
+  run_protocols saim "$SAIM_CK" knn lincls
+fi
+
+if [ "$ONLY" = all ] || [ "$ONLY" = semaim ]; then
+  SEMAIM_CK=runs/FMNIST_ViT-T_SemAIM/checkpoint-2.h5
+  [ -f "$SEMAIM_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_SemAIM.yaml
+  run_protocols semaim "$SEMAIM_CK" knn lincls
+fi
 
 ./run.sh table $OUT

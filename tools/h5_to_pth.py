@@ -6,6 +6,13 @@
 Every dataset under the `params/` group becomes a tensor named by its path below `params/`
 (e.g. `params/blocks.0.attn.qkv.weight` -> `blocks.0.attn.qkv.weight`), with the dataset's dtype.
 The output is `{"model": state_dict}`, which the MAE/SAIM/CAE fine-tuning scripts load.
+
+    python3 tools/h5_to_pth.py IN.h5 OUT.pth --layout semaim
+
+writes SemAIM's layout instead (main_pretrain.py's save_dict, which its main_finetune / main_linprobe /
+main_knn read): `{"state_dict": {"module." + name: tensor}, "model": ARCH}`, and, when the
+checkpoint holds an EMA model (`ema.*` names, model.use_ema), `"ema_state_dict"` with those names
+unprefixed.
 """
 import argparse
 import os
@@ -34,6 +41,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", help="Tessera HDF5 checkpoint")
     parser.add_argument("output", help="PyTorch file to write")
+    parser.add_argument("--layout", choices=["model", "semaim"], default="model",
+                        help="model: {'model': state_dict} (MAE, SAIM, CAE); semaim: {'state_dict': module.-prefixed, "
+                             "'ema_state_dict'} (default: %(default)s)")
+    parser.add_argument("--arch", default="aim_base", help="the 'model' entry of the semaim layout (default: %(default)s)")
     args = parser.parse_args()
 
     state = {}
@@ -49,7 +60,15 @@ def main():
 
     temporary = f"{args.output}.tmp-{os.getpid()}"
     try:
-        torch.save({"model": state}, temporary)
+        if args.layout == "semaim":
+            online = {f"module.{k}": v for k, v in state.items() if not k.startswith("ema.")}
+            ema = {k[len("ema."):]: v for k, v in state.items() if k.startswith("ema.")}
+            out = {"state_dict": online, "model": args.arch}
+            if ema:
+                out["ema_state_dict"] = ema
+            torch.save(out, temporary)
+        else:
+            torch.save({"model": state}, temporary)
         os.replace(temporary, args.output)
     finally:
         if os.path.exists(temporary):

@@ -40,6 +40,12 @@ PATCHES = [
      "np.arange(embed_dim // 2, dtype=np.float)",
      "np.arange(embed_dim // 2, dtype=float)",
      lambda: not hasattr(np, "float")),
+    # torch._six (re-exporting math.inf as `inf`) was removed in torch 2.0; SemAIM's util/misc.py,
+    # which engines/engine_pretrain.py imports, still takes inf from there
+    ("misc.py",
+     "from torch._six import inf",
+     "from torch import inf",
+     lambda: not _imports("from torch._six import inf")),
 ]
 
 

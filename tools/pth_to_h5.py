@@ -12,6 +12,8 @@ Which state dict (see spec section 10):
   * SemAIM: checkpoint["state_dict"], whose names carry the DDP prefix "module."; there
     checkpoint["model"] is the architecture name (a string) and is ignored.
   * A bare state dict (a dict of tensors) is used as is.
+  * SemAIM with --use_ema_model also saves checkpoint["ema_state_dict"]; its tensors are added
+    under `ema.<name>` (Tessera's name for the EMA model), so a converted run resumes with its EMA.
 Without --key the first of state_dict / model that is a dict of tensors is used. Without
 --strip-prefix, a "module." prefix shared by every name is removed (pass --strip-prefix '' to
 keep it).
@@ -89,6 +91,15 @@ def main():
         if name in tensors:
             raise SystemExit(f"error: two entries map to {name!r} after stripping {prefix!r}")
         tensors[name] = value.detach().to("cpu", torch.float32).contiguous().numpy()
+    ema = ckpt.get("ema_state_dict") if isinstance(ckpt, dict) else None
+    if is_state_dict(ema):
+        for name, value in ema.items():
+            if torch.is_tensor(value):
+                name = str(name)
+                if prefix and name.startswith(prefix):
+                    name = name[len(prefix):]
+                tensors["ema." + name] = value.detach().to("cpu", torch.float32).contiguous().numpy()
+        print(f"added checkpoint['ema_state_dict'] under 'ema.' ({len(ema)} entries)")
 
     temporary = f"{args.output}.tmp-{os.getpid()}"
     try:

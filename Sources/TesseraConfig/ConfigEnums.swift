@@ -81,6 +81,12 @@ public enum AttentionType: String, CaseIterable, Sendable {
     case selfAttention = "self"
 }
 
+/// SemAIM's regression target: pixels, or the tokens of a frozen teacher (clip, dino), of the online
+/// model's own eval-mode encoder (inference) or of the EMA model (ema).
+public enum PredictFeature: String, CaseIterable, Sendable {
+    case none, clip, dino, inference, ema
+}
+
 /// CAE mask generator: BEiT-style blocks or a uniformly random subset.
 public enum MaskGenerator: String, CaseIterable, Sendable {
     case block, random

@@ -163,6 +163,7 @@ extension PredictionHead: ConfigEnum {}
 extension LossType: ConfigEnum {}
 extension Permutation: ConfigEnum {}
 extension AttentionType: ConfigEnum {}
+extension PredictFeature: ConfigEnum {}
 extension MaskGenerator: ConfigEnum {}
 extension DatasetKind: ConfigEnum {}
 extension CropMode: ConfigEnum {}

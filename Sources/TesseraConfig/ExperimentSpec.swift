@@ -101,6 +101,12 @@ public struct ModelSpec: Equatable, Sendable {
     public var lossType = LossType.l2
     public var permutation = Permutation.stochastic
     public var attentionType = AttentionType.cls
+    /// SemAIM: what the prediction regresses.
+    public var predictFeature = PredictFeature.none
+    /// SemAIM*: the teacher's HDF5 file (tools/teacher_to_h5.py), for predict_feature clip/dino.
+    public var teacher: String? = nil
+    /// SemAIM: keep an EMA of the model (timm ModelEma); its encoder then picks the order.
+    public var useEma = false
 
     // CAE
     public var regressorDepth = 0

@@ -186,6 +186,27 @@ struct SpecDecoder {
                 throw failure(["model.gaussian_kernel_size"], "must be odd (or 0 for no blur), got \(m.gaussianKernelSize)")
             }
         }
+        if m.method == .saim && m.permutation != .stochastic {
+            throw failure(["model.permutation", "model.method"],
+                          "saim predicts in a random order (stochastic); the \(m.permutation.rawValue) order is SemAIM's (model.method: semaim)")
+        }
+        if m.method == .semaim && spec.task == .pretrain {
+            if m.shareWeight {
+                throw failure(["model.share_weight", "model.method"],
+                              "semaim cannot share weights: its content blocks (fused qkv) take no separate key/value input, and the official code fails the same way")
+            }
+            if (m.predictFeature == .clip || m.predictFeature == .dino) && m.teacher == nil {
+                throw failure(["model.teacher", "model.predict_feature"],
+                              "predict_feature \(m.predictFeature.rawValue) needs model.teacher, an HDF5 file from tools/teacher_to_h5.py")
+            }
+            if m.predictFeature == .ema && !m.useEma {
+                throw failure(["model.predict_feature", "model.use_ema"], "predict_feature ema needs model.use_ema: true")
+            }
+            if m.useEma && (m.predictFeature == .clip || m.predictFeature == .dino) {
+                throw failure(["model.use_ema", "model.predict_feature"],
+                              "use_ema with a \(m.predictFeature.rawValue) teacher: the teacher already picks the order and the targets (as in the official code, these exclude each other)")
+            }
+        }
         if m.method == .cae && spec.task == .pretrain && m.numMaskPatches >= patches {
             throw failure(["model.num_mask_patches", "model.img_size", "model.patch_size"],
                           "\(m.numMaskPatches) masked patches leave none visible out of \(patches)")
@@ -215,6 +236,10 @@ struct SpecDecoder {
         if checkPaths {
             if !FileManager.default.fileExists(atPath: spec.data.path) {
                 throw failure(["data.path", "data.dataset"], "path does not exist: \(spec.data.path)")
+            }
+            if spec.task == .pretrain, spec.model.method == .semaim, let t = spec.model.teacher,
+               spec.model.predictFeature == .clip || spec.model.predictFeature == .dino, !FileManager.default.fileExists(atPath: t) {
+                throw failure(["model.teacher"], "teacher file does not exist: \(t) (convert one with tools/teacher_to_h5.py)")
             }
             if let initPath = spec.initCheckpoint, !FileManager.default.fileExists(atPath: initPath) {
                 throw failure(["init"], "checkpoint does not exist: \(initPath)")

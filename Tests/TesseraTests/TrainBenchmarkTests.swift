@@ -17,6 +17,10 @@ final class TrainBenchmarkTests: XCTestCase {
         let streams = 24 * (2 * 65 * 12 * 192 * 192 + 4 * 65 * 65 * 192)
         let saimRest = 2 * 64 * 48 * 192 + 2 * 65 * (192 * 768 + 768 * 48)
         XCTAssertEqual(try TrainBenchmark.preset("saim_tiny32").flopsPerImage, Double(3 * (streams + saimRest)))
+        // SemAIM: SAIM's step plus one forward of the 12 content blocks and the embedding (the order pass).
+        let orderPass = 12 * (2 * 65 * 12 * 192 * 192 + 4 * 65 * 65 * 192) + 2 * 64 * 48 * 192
+        XCTAssertEqual(try TrainBenchmark.preset("semaim_tiny32").flopsPerImage, Double(3 * (streams + saimRest) + orderPass))
+        XCTAssertEqual(try TrainBenchmark.preset("semaim_tiny32").torchScript, "bench_torch_semaim.py")
     }
 
     func testMeasurementJSONRoundTrip() throws {

@@ -19,6 +19,8 @@ public enum Registry {
                     build: { spec, rng in MAE(spec, variant: .priv, rng: &rng) }),
         MethodEntry(name: "saim", summary: "SAIM (qiy20/SAIM): two-stream autoregression over a random order, blurred pixel targets, loss on every patch",
                     build: { spec, rng in SAIM(spec, rng: &rng) }),
+        MethodEntry(name: "semaim", summary: "SemAIM (skyoux/SemAIM): SAIM's two streams in a semantic order from an eval-mode encoder pass (or a CLIP/DINO teacher, SemAIM*)",
+                    build: { spec, rng in try SemAIM(spec, rng: &rng) }),
     ]
 
     public static let optimizers = ["adamw", "sgd", "lars", "lars_timm"]
@@ -26,7 +28,8 @@ public enum Registry {
                                    "beit (precomputed per-iteration array, linspace warmup)"]
     public static let datasets = ["fashion-mnist", "imagefolder", "idx"]
     public static let maskGenerators = ["random (MAE noise argsort)", "shared (MAE-priv batched_shuffle)",
-                                        "permutation (SAIM: U[0,1) noise order, content/query attention masks)"]
+                                        "permutation (SAIM: U[0,1) noise order, content/query attention masks)",
+                                        "orders (SemAIM: stochastic, zigzag, raster, center2out, stochastic_center, attention, attention_center, attention_guided)"]
 
     public struct UnsupportedError: Error, CustomStringConvertible {
         public let description: String

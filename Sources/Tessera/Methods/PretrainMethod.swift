@@ -81,11 +81,14 @@ public protocol PretrainMethod: Module {
     /// Writes the method's pictures of `batch` (a few evaluation-transformed images) into `dir`,
     /// file names ending in `suffix` (e.g. "-3" after epoch 3). `mean`/`std` undo the normalisation.
     func writePictures(_ batch: PretrainBatch, ctx: Context, to dir: String, suffix: String, mean: [Float], std: [Float]) throws
+    /// Runs after every optimizer step of `epoch` (default: nothing); SemAIM's EMA update.
+    func afterOptimizerStep(epoch: Int)
 }
 
 extension PretrainMethod {
     public func batchDraws(_ draws: Tensor) -> Tensor { draws }
     public var splitsByImage: Bool { true }
+    public func afterOptimizerStep(epoch: Int) {}
 
     /// `forward` on images alone, with the given draws or those of samples 0..<B at epoch 0.
     public func forward(images: Tensor, draws: Tensor? = nil, seed: UInt64 = 0, ctx: Context) -> PretrainOutput {

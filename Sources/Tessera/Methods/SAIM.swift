@@ -26,6 +26,12 @@ public final class SAIM: Module, PretrainMethod {
         public var loss: LossType = .l2
         /// Per-patch target normalisation (SAIM: unbiased variance, MAE's formula).
         public var targetNorm: Patches.Norm = .unbiased
+        /// The query blocks' attention layout; nil = the content blocks' (SemAIM: split q/k/v under
+        /// fused-qkv content blocks).
+        public var queryLayout: AttentionLayout? = nil
+        /// Width of the prediction head's output; nil = p²·C pixels (SemAIM's feature targets: the
+        /// teacher's width).
+        public var headWidth: Int? = nil
         public init() {}
 
         /// The `model:` keys of spec §4.
@@ -69,11 +75,11 @@ public final class SAIM: Module, PretrainMethod {
         } else {
             let rates = encoder.blocks.items.map(\.dropPath)
             queryBlocks = ModuleList((0..<o.queryDepth).map {
-                Block(dim: d, heads: shape.heads, mlpRatio: shape.mlpRatio, layout: style.layout, dropPath: rates[$0])
+                Block(dim: d, heads: shape.heads, mlpRatio: shape.mlpRatio, layout: o.queryLayout ?? style.layout, dropPath: rates[$0])
             })
         }
         norm = LayerNorm(d)
-        let out = shape.patchSize * shape.patchSize * shape.inChans
+        let out = o.headWidth ?? shape.patchSize * shape.patchSize * shape.inChans
         headMlp = o.head == .mlp ? Mlp(d, hidden: Int(Float(d) * shape.mlpRatio), out: out) : nil
         headLinear = o.head == .linear ? Linear(d, out) : nil
         blurKernel = o.gaussianKernel > 0
@@ -192,12 +198,16 @@ public final class SAIM: Module, PretrainMethod {
 
     /// The content stream without masks (SAIM's attention figure): the last block's cls→patch
     /// attention, the mean over heads, [B, L]. No gradient.
-    public func clsAttention(_ images: Tensor, ctx: Context) -> [Float] {
+    public func clsAttention(_ images: Tensor, ctx: Context) -> [Float] { unmaskedContent(images, ctx: ctx).clsAttention }
+
+    /// The content stream on all patches without masks, under no-grad: the last block's output
+    /// [B, L+1, D] (no norm) and that block's cls→patch attention, the mean over heads, [B·L].
+    public func unmaskedContent(_ images: Tensor, ctx: Context) -> (tokens: Tensor, clsAttention: [Float]) {
         Autograd.noGrad {
             var h = contentTokens(images)
             for blk in encoder.blocks.items.dropLast() { h = blk(h, ctx: ctx) }
-            let probs = encoder.blocks.items.last!.withAttention(h, ctx: ctx).probabilities   // [B, heads, L+1, L+1]
-            return meanClsRow(probs, batch: images.shape[0], patches: encoder.shape.patches)
+            let (out, probs) = encoder.blocks.items.last!.withAttention(h, ctx: ctx)   // probs [B, heads, L+1, L+1]
+            return (out, meanClsRow(probs, batch: images.shape[0], patches: encoder.shape.patches))
         }
     }
 

@@ -49,8 +49,8 @@ public final class DownstreamRunner {
         guard spec.task == .linprobe || spec.task == .finetune else {
             throw TrainingError(description: "tessera: DownstreamRunner runs linprobe or finetune, not \(spec.task.rawValue)")
         }
-        guard [.mae, .maePriv, .saim, .vit].contains(spec.model.method) else {
-            throw TrainingError(description: "tessera: \(spec.task.rawValue) supports model.method mae, mae_priv, saim and vit; got \(spec.model.method.rawValue)")
+        guard [.mae, .maePriv, .saim, .semaim, .vit].contains(spec.model.method) else {
+            throw TrainingError(description: "tessera: \(spec.task.rawValue) supports model.method mae, mae_priv, saim, semaim and vit; got \(spec.model.method.rawValue)")
         }
         if !spec.augment.autoAugment.isEmpty {
             do { try RandAugment.validate(config: spec.augment.autoAugment) } catch {

@@ -64,6 +64,7 @@ public final class PretrainRunner {
 
         let loop = TrainingLoop(spec: spec, run: run, model: model, groups: groups, optimizer: opt, loader: loader, echo: echo,
                                 lastCheckpointPath: resumed.path)
+        loop.afterUpdate = { model.afterOptimizerStep(epoch: $0) }
         var lastEpochLoss = Double.nan
         let totalComputeStart = Date()
         let waitAtStart = loader.waitSeconds

@@ -10,7 +10,7 @@ public enum TrainBenchmark {
     /// A benchmark model: MAE with the given encoder and decoder, or SAIM with the given encoder and
     /// `queryDepth` query blocks (MLP head, 3×3 target blur, norm-pix); AdamW (0.9, 0.95), wd 0.05.
     public struct Preset: Sendable {
-        public enum Method: String, Sendable { case mae, saim }
+        public enum Method: String, Sendable { case mae, saim, semaim }
         public let name: String
         public let method: Method
         public let width, depth, heads, img, patch, decWidth, decDepth, decHeads, batch: Int
@@ -25,9 +25,10 @@ public enum TrainBenchmark {
             queryDepth = 0
         }
 
-        public init(saim name: String, width: Int, depth: Int, heads: Int, img: Int, patch: Int, queryDepth: Int, batch: Int) {
+        public init(saim name: String, width: Int, depth: Int, heads: Int, img: Int, patch: Int, queryDepth: Int, batch: Int,
+                    semantic: Bool = false) {
             self.name = name
-            method = .saim
+            method = semantic ? .semaim : .saim
             self.width = width; self.depth = depth; self.heads = heads; self.img = img; self.patch = patch
             decWidth = 0; decDepth = 0; decHeads = 0; self.batch = batch
             self.queryDepth = queryDepth
@@ -46,6 +47,12 @@ public enum TrainBenchmark {
                 {method: saim, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
                         query_depth: \(queryDepth), prediction_head: mlp, gaussian_kernel_size: 3, gaussian_sigma: 1, norm_pix_loss: true}
                 """
+            case .semaim:
+                model = """
+                {method: semaim, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
+                        query_depth: \(queryDepth), prediction_head: mlp, gaussian_kernel_size: 3, gaussian_sigma: 1, norm_pix_loss: true,
+                        permutation: attention_center, attention_type: cls}
+                """
             }
             return """
             name: bench_\(name)
@@ -60,14 +67,14 @@ public enum TrainBenchmark {
         }
 
         /// The PyTorch side's script under tools/.
-        public var torchScript: String { method == .mae ? "bench_torch_mae.py" : "bench_torch_saim.py" }
+        public var torchScript: String { "bench_torch_\(method.rawValue).py" }
 
         var torchArguments: [String] {
             let common = ["--width", "\(width)", "--depth", "\(depth)", "--heads", "\(heads)", "--img", "\(img)", "--patch", "\(patch)",
                           "--batch", "\(batch)"]
             switch method {
             case .mae: return common + ["--dec-width", "\(decWidth)", "--dec-depth", "\(decDepth)", "--dec-heads", "\(decHeads)"]
-            case .saim: return common + ["--query-depth", "\(queryDepth)", "--kernel", "3", "--sigma", "1"]
+            case .saim, .semaim: return common + ["--query-depth", "\(queryDepth)", "--kernel", "3", "--sigma", "1"]
             }
         }
 
@@ -92,17 +99,25 @@ public enum TrainBenchmark {
                 // Content and query blocks over L + 1 tokens each; the MLP head (D → 4D → p²·3) on L + 1.
                 let head = 2.0 * Double((l + 1) * (width * 4 * width + 4 * width * out))
                 return 3 * (embed + blocks(l + 1, width, depth) + blocks(l + 1, width, queryDepth) + head)
+            case .semaim:
+                // SAIM's step plus the order pass: one forward of the content stream without masks.
+                let saim = 3 * (embed + blocks(l + 1, width, depth) + blocks(l + 1, width, queryDepth)
+                                + 2.0 * Double((l + 1) * (width * 4 * width + 4 * width * out)))
+                return saim + embed + blocks(l + 1, width, depth)
             }
         }
     }
 
     /// tiny32 is DEVELOPERS.md's peer configuration; vits16 is ViT-S/16 at 224 px with the decoder of
     /// the MAE-priv ViT-S recipe (192 wide, 4 deep, 3 heads; MAE's own 512/8 decoder would be 80 % of
-    /// that model's arithmetic); saim_tiny32 is SAIM on tiny32's encoder with 12 query blocks.
+    /// that model's arithmetic); saim_tiny32 is SAIM on tiny32's encoder with 12 query blocks, and
+    /// semaim_tiny32 the same model in SemAIM's order (attention_center / cls, with its eval-mode
+    /// encoder pass before every step).
     public static let presets: [Preset] = [
         Preset(name: "tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, decWidth: 128, decDepth: 2, decHeads: 4, batch: 128),
         Preset(name: "vits16", width: 384, depth: 12, heads: 6, img: 224, patch: 16, decWidth: 192, decDepth: 4, decHeads: 3, batch: 32),
         Preset(saim: "saim_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, queryDepth: 12, batch: 128),
+        Preset(saim: "semaim_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, queryDepth: 12, batch: 128, semantic: true),
     ]
 
     public static func preset(_ name: String) throws -> Preset {

@@ -19,6 +19,8 @@ final class TrainingLoop {
     let progress = ProgressLine()
     /// The newest checkpoint on disk, named in the non-finite-loss error.
     var lastCheckpointPath: String?
+    /// Runs after every optimizer step with the epoch (pre-training: the method's `afterOptimizerStep`).
+    var afterUpdate: ((Int) -> Void)?
     /// Images and iterations run by this process (not counting a resumed run's earlier part).
     private(set) var totalImages = 0
     private(set) var iterations = 0
@@ -88,6 +90,7 @@ final class TrainingLoop {
             if (i + 1) % accum == 0 {
                 gradNorm = clipGradNorm(groups, maxNorm: spec.optim.clipGrad.map(Float.init))
                 optimizer.step(lr: Float(lr), weightDecay: nil)
+                afterUpdate?(epoch)
                 model.zeroGrad()
             }
             let n = batch.images.shape[0]
