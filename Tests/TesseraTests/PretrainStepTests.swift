@@ -56,6 +56,14 @@ final class PretrainStepTests: XCTestCase {
 
     func testOfficialMAESplitMatchesWholeBatch() { checkSplit(smallMAE(.official, seed: 7), "mae", imageSide: 16) }
     func testMAEPrivSharedMaskSplitMatchesWholeBatch() { checkSplit(smallMAE(.priv, seed: 7), "mae_priv", imageSide: 16) }
+    /// SemAIM's order pass runs per part on that part's images: the split equals one pass, for the
+    /// semantic order, the self-attention order with the EMA model picking it, and inference targets.
+    func testSemAIMSplitMatchesWholeBatch() {
+        checkSplit(smallSemAIM(), "semaim", imageSide: 16)
+        checkSplit(smallSemAIM { $0.attentionType = .selfAttention; $0.useEma = true }, "semaim self + ema", imageSide: 16)
+        checkSplit(smallSemAIM { $0.predictFeature = .inference; $0.permutation = .attentionGuided }, "semaim inference", imageSide: 16)
+    }
+
     func testSAIMSplitMatchesWholeBatch() {
         checkSplit(smallSAIM(), "saim", imageSide: 16)
         checkSplit(smallSAIM(share: true), "saim shared", imageSide: 16)

@@ -184,16 +184,6 @@ final class SemAIMTests: ScratchTestCase {
 
     // MARK: the method's parts
 
-    func smallSemAIM(_ configure: (inout SemAIM.Options) -> Void = { _ in }) -> SemAIM {
-        let shape = ViTShape(imgSize: 16, patchSize: 4, inChans: 3, width: 32, depth: 2, heads: 4)
-        var o = SemAIM.Options()
-        o.model.queryDepth = 2
-        o.model.gaussianKernel = 3
-        configure(&o)
-        var rng = RandomGenerator(seed: 4)
-        return SemAIM(shape, ViTStyle(layout: .fused, posLayout: .mae, clsToken: true), o, rng: &rng)
-    }
-
     /// Names: timm's fused qkv in the content blocks, split q/k/v in the query blocks, one `norm`.
     func testCheckpointNamesAreTheOriginals() {
         let names = Set(smallSemAIM().stateDict().map(\.name))
@@ -293,6 +283,50 @@ final class SemAIMTests: ScratchTestCase {
         XCTAssertTrue(a.keys.contains("ema.blocks.1.mlp.fc2.weight"))
         XCTAssertNotEqual(a["ema.blocks.1.mlp.fc2.weight"]!.array, a["blocks.1.mlp.fc2.weight"]!.array, "the EMA moved apart")
         for (k, v) in a { XCTAssertEqual(v.array, b[k]!.array, k) }
+    }
+
+    /// A SemAIM checkpoint, EMA included, feeds the downstream encoder (fused qkv, timm names): every
+    /// encoder parameter comes from the online model, and the ema.* names are left unused.
+    func testSemAIMCheckpointLoadsIntoTheDownstreamEncoder() throws {
+        let m = smallSemAIM { $0.useEma = true }
+        for (_, t) in m.ema!.stateDict() { for i in 0..<t.count { t.data[i] += 1 } }
+        let ck = Checkpoint(params: Dictionary(uniqueKeysWithValues: m.stateDict().map { ($0.name, $0.tensor) }))
+        let path = scratch.appendingPathComponent("semaim-ck.h5").path
+        try ck.write(to: path)
+        let yaml = """
+        name: lin
+        task: linprobe
+        batch_size: 4
+        epochs: 1
+        model:
+          method: semaim
+          arch: custom
+          img_size: 16
+          patch_size: 4
+          width: 32
+          depth: 2
+          heads: 4
+          num_classes: 10
+        data:
+          dataset: fashion-mnist
+        """
+        let s = try ConfigLoader.load(yaml: yaml, file: scratch.appendingPathComponent("lin.yaml").path, checkPaths: false)
+        let classifier = DownstreamRunner.buildModel(s, numClasses: 10)
+        try DownstreamRunner.loadEncoder(classifier, from: path)
+        let own = Dictionary(uniqueKeysWithValues: classifier.stateDict().map { ($0.name, $0.tensor) })
+        XCTAssertEqual(own["blocks.1.attn.qkv.weight"]!.array, m.encoder.blocks[1].attn.qkv!.weight.array)
+        XCTAssertEqual(own["norm.weight"]!.array, m.model.norm.weight!.array)
+    }
+
+    /// The SemAIM figure: input | last-block self-attention | similarity | order, one row per image.
+    func testPicturesAreWritten() throws {
+        let m = smallSemAIM()
+        var rng = RandomGenerator(seed: 1)
+        let images = Tensor.randn([2, 3, 16, 16], rng: &rng)
+        let batch = PretrainBatch(views: [images], draws: Draws.make(m, indices: [0, 1], epoch: 0, seed: 0))
+        try m.writePictures(batch, ctx: Context(training: false), to: scratch.path, suffix: "-1", mean: [0, 0, 0], std: [1, 1, 1])
+        let png = try Data(contentsOf: scratch.appendingPathComponent("semaim-1.png"))
+        XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47])
     }
 
     // MARK: bad input

@@ -57,6 +57,18 @@ func smallSAIM(share: Bool = false, seed: UInt64 = 3) -> SAIM {
     return SAIM(shape, ViTStyle(layout: .split, posLayout: .mae, clsToken: true), o, rng: &rng)
 }
 
+/// A small SemAIM on 16 px images (4×4 patches, width 32, depth 2, 2 query blocks, 3×3 blur,
+/// norm-pix), attention_center / cls unless `configure` says otherwise.
+func smallSemAIM(seed: UInt64 = 4, _ configure: (inout SemAIM.Options) -> Void = { _ in }) -> SemAIM {
+    let shape = ViTShape(imgSize: 16, patchSize: 4, inChans: 3, width: 32, depth: 2, heads: 4)
+    var o = SemAIM.Options()
+    o.model.queryDepth = 2
+    o.model.gaussianKernel = 3
+    configure(&o)
+    var rng = RandomGenerator(seed: seed)
+    return SemAIM(shape, ViTStyle(layout: .fused, posLayout: .mae, clsToken: true), o, rng: &rng)
+}
+
 /// Runs `tessera step` with a PyTorch fixture as both weights and batch, then checks the loss and
 /// every gradient against the fixture's `f32/loss` and `f32/grads/<name>` (relative error 1e-5 and
 /// 1e-4). Gradients that are exactly zero in exact arithmetic (`zeroGradient`) are checked in absolute
