@@ -2,8 +2,10 @@
 
 The fixture generators run the original repositories' own code, never a copy kept here: at run time
 `export(repo, rev, sources, into)` writes the listed files of commit `rev` below `into`, applies only
-the patches the installed timm / numpy need (the import moves of timm.layers, numpy's removed
-np.float), adds empty __init__.py files to the packages it wrote, and returns the commit id.
+the patches the installed timm / numpy / torch need (the import moves of timm.layers, numpy's removed
+np.float, torch._six, torch.load's weights_only default), adds empty __init__.py files to the
+packages it wrote (unless the package's own __init__.py is among the sources), and returns the
+commit id.
 """
 import os
 import subprocess
@@ -19,7 +21,7 @@ def _imports(statement):
         return False
 
 
-# (file name, original text, replacement, needed?): only what the installed timm / numpy reject.
+# (file name, original text, replacement, needed?): only what the installed timm / numpy / torch reject.
 # Matched by file name, so one list serves models_saim.py and models/models_semaim.py alike.
 PATCHES = [
     # timm moved these layers to timm.layers; vision_transformer may stop re-exporting them
@@ -46,7 +48,25 @@ PATCHES = [
      "from torch._six import inf",
      "from torch import inf",
      lambda: not _imports("from torch._six import inf")),
+    # torch 2.6 made weights_only=True the default of torch.load, which refuses the pickled
+    # nn.Module that DALL-E's encoder.pkl is; dall_e/__init__.py's load_model (what CAE's
+    # Dalle_VAE.load_model calls) reads it with the old default
+    ("__init__.py",
+     "torch.load(f, map_location=device)",
+     "torch.load(f, map_location=device, weights_only=False)",
+     lambda: _torch_loads_weights_only()),
+    ("__init__.py",
+     "torch.load(buf, map_location=device)",
+     "torch.load(buf, map_location=device, weights_only=False)",
+     lambda: _torch_loads_weights_only()),
 ]
+
+
+def _torch_loads_weights_only():
+    import torch
+    major, minor = (int("".join(ch for ch in part if ch.isdigit()) or 0)
+                    for part in torch.__version__.split(".")[:2])
+    return (major, minor) >= (2, 6)
 
 
 def git(repo, *args):
@@ -66,7 +86,10 @@ def export(repo, rev, sources, into):
         os.makedirs(os.path.join(into, os.path.dirname(path)), exist_ok=True)
         with open(os.path.join(into, path), "w") as f:
             f.write(text)
-    # the repositories have no __init__.py files; empty ones keep other `util` / `models` away
+    # most repositories have no __init__.py files; empty ones keep other `util` / `models` away
+    # (an __init__.py that is itself among the sources is kept)
     for pkg in {os.path.dirname(p) for p in sources if os.path.dirname(p)}:
-        open(os.path.join(into, pkg, "__init__.py"), "w").close()
+        init = os.path.join(pkg, "__init__.py")
+        if init not in texts:
+            open(os.path.join(into, init), "w").close()
     return commit

@@ -52,7 +52,7 @@ struct Train: ParsableCommand {
                 let r = try runner.run()
                 let k = r.keys.sorted()
                 print("done: \(runner.directory.path) — k-NN top-1 " + k.map { String(format: "%.2f%% @%d", r[$0]!.top1, $0) }.joined(separator: ", "))
-            case .linprobe, .finetune:
+            case .linprobe, .finetune, .attentive:
                 let runner = try DownstreamRunner(spec: spec, overrides: options.overrides)
                 let s = try runner.train()
                 print(String(format: "done: %@ — %@ top-1 %.2f%%, top-5 %.2f%% (best top-1 %.2f%%), %.0f s",

@@ -87,6 +87,12 @@ public enum PredictFeature: String, CaseIterable, Sendable {
     case none, clip, dino, inference, ema
 }
 
+/// CAE's reconstruction target: DALL-E dVAE token ids (the original), or norm-pix pixels of the
+/// masked patches (Tessera's extension, for runs without tokenizer weights).
+public enum CAETarget: String, CaseIterable, Sendable {
+    case dvae, pixels
+}
+
 /// CAE mask generator: BEiT-style blocks or a uniformly random subset.
 public enum MaskGenerator: String, CaseIterable, Sendable {
     case block, random

@@ -143,6 +143,11 @@ public enum ConfigSchema {
         .make("model.use_ema", \.model.useEma, .value(false),
               "SemAIM: keep an EMA model (decay 0.999 → 0.9999 over the first 100 epochs); it picks the order",
               aka: ["use_ema_model"]),
+        .make("model.cae_target", \.model.caeTarget, .value(.dvae),
+              "CAE: dvae = DALL-E token ids of the masked patches (the original; needs model.tokenizer); pixels = their norm-pix pixels (Tessera's extension)"),
+        .make("model.tokenizer", \.model.tokenizer, .value(nil),
+              "CAE: HDF5 file of the DALL-E dVAE encoder (tools/dalle_to_h5.py encoder.pkl); null = none",
+              aka: ["discrete_vae_weight_path", "tokenizer_path"]),
         .make("model.regressor_depth", \.model.regressorDepth, .value(4), .atLeast(0),
               "CAE: latent contextual regressor blocks"),
         .make("model.num_mask_patches", \.model.numMaskPatches,
@@ -244,6 +249,17 @@ public enum ConfigSchema {
               aka: ["train_interpolation", "interp"]),
         .make("augment.hflip", \.augment.hflip, .value(0.5), .range(0, 1), "horizontal flip probability",
               aka: ["flip"]),
+        .make("augment.tokenizer_size", \.augment.tokenizerSize,
+              .derived("cae with cae_target dvae in pre-training: 8 × the patch grid (112 for 224 px / 16); else 0") { spec, _ in
+                  let m = spec.model
+                  guard spec.task == .pretrain, m.method == .cae, m.caeTarget == .dvae, m.patchSize > 0 else { return 0 }
+                  return 8 * (m.imgSize / m.patchSize)
+              }, .atLeast(0),
+              "side of the tokenizer's second view of the same crop (Lanczos, then 0.8·x + 0.1 on [0, 1] pixels, DALL-E's map_pixels); 0 = none",
+              aka: ["second_input_size"]),
+        .make("augment.flip_before_crop", \.augment.flipBeforeCrop,
+              .derived("cae pre-training: true; else false") { spec, _ in spec.task == .pretrain && spec.model.method == .cae },
+              "draw the horizontal flip before the crop (CAE's transform order) instead of after it"),
         .make("augment.auto_augment", \.augment.autoAugment, .value(""),
               "timm RandAugment string (e.g. rand-m9-mstd0.5-inc1); empty = off", aka: ["aa", "autoaugment"]),
         .make("augment.reprob", \.augment.reprob, .value(0.0), .range(0, 1), "random erasing probability",
@@ -309,6 +325,8 @@ public enum ConfigSchema {
               "k-NN vote weight exp(sim / T)", aka: ["temperature"]),
         .make("eval.knn_feature", \.eval.knnFeature, .value(.cls), "k-NN feature vector before L2 normalisation",
               aka: ["feature"]),
+        .make("eval.attentive_batch_stats", \.eval.attentiveBatchStatistics, .value(false),
+              "attentive probe: normalise evaluation batches with their own statistics, as CAE's released code does (its LP_BatchNorm keeps is_train on); false = the running statistics, the usual protocol"),
     ]
 
     static let checkpoint: [ConfigKey] = [

@@ -164,6 +164,7 @@ extension LossType: ConfigEnum {}
 extension Permutation: ConfigEnum {}
 extension AttentionType: ConfigEnum {}
 extension PredictFeature: ConfigEnum {}
+extension CAETarget: ConfigEnum {}
 extension MaskGenerator: ConfigEnum {}
 extension DatasetKind: ConfigEnum {}
 extension CropMode: ConfigEnum {}

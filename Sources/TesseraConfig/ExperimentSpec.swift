@@ -109,6 +109,9 @@ public struct ModelSpec: Equatable, Sendable {
     public var useEma = false
 
     // CAE
+    public var caeTarget = CAETarget.dvae
+    /// The DALL-E encoder's HDF5 file (tools/dalle_to_h5.py), for cae_target dvae.
+    public var tokenizer: String? = nil
     public var regressorDepth = 0
     public var numMaskPatches = 0
     public var alignLossWeight = 0.0
@@ -168,6 +171,11 @@ public struct AugmentSpec: Equatable, Sendable {
     /// nil = input_size / 0.875.
     public var evalResize: Int? = nil
     public var evalInterpolation = Interpolation.bicubic
+    /// Side of the second view of the same crop for a tokenizer (CAE's 112 px Lanczos view mapped by
+    /// map_pixels); 0 = none.
+    public var tokenizerSize = 0
+    /// Draw the flip before the crop (CAE's order).
+    public var flipBeforeCrop = false
     init() {}
 }
 
@@ -204,6 +212,8 @@ public struct EvalSpec: Equatable, Sendable {
     public var knnK: [Int] = []
     public var knnTemperature = 0.0
     public var knnFeature = KnnFeature.cls
+    /// Attentive probe: BatchNorm with batch statistics at evaluation too (CAE's released code).
+    public var attentiveBatchStatistics = false
     init() {}
 }
 

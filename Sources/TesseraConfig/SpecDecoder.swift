@@ -207,6 +207,14 @@ struct SpecDecoder {
                               "use_ema with a \(m.predictFeature.rawValue) teacher: the teacher already picks the order and the targets (as in the official code, these exclude each other)")
             }
         }
+        if m.method == .cae && spec.task == .pretrain && m.caeTarget == .dvae && m.tokenizer == nil {
+            throw failure(["model.tokenizer", "model.cae_target"],
+                          "cae_target dvae needs model.tokenizer, the DALL-E encoder converted by tools/dalle_to_h5.py (or model.cae_target: pixels)")
+        }
+        if m.method == .cae && spec.task == .pretrain && m.caeTarget == .dvae && spec.augment.tokenizerSize != 8 * spec.gridSize {
+            throw failure(["augment.tokenizer_size"],
+                          "\(spec.augment.tokenizerSize) px gives the dVAE a \(spec.augment.tokenizerSize / 8)-wide token grid, but the patch grid is \(spec.gridSize) wide; use \(8 * spec.gridSize)")
+        }
         if m.method == .cae && spec.task == .pretrain && m.numMaskPatches >= patches {
             throw failure(["model.num_mask_patches", "model.img_size", "model.patch_size"],
                           "\(m.numMaskPatches) masked patches leave none visible out of \(patches)")
@@ -240,6 +248,10 @@ struct SpecDecoder {
             if spec.task == .pretrain, spec.model.method == .semaim, let t = spec.model.teacher,
                spec.model.predictFeature == .clip || spec.model.predictFeature == .dino, !FileManager.default.fileExists(atPath: t) {
                 throw failure(["model.teacher"], "teacher file does not exist: \(t) (convert one with tools/teacher_to_h5.py)")
+            }
+            if spec.task == .pretrain, spec.model.method == .cae, spec.model.caeTarget == .dvae, let t = spec.model.tokenizer,
+               !FileManager.default.fileExists(atPath: t) {
+                throw failure(["model.tokenizer"], "tokenizer file does not exist: \(t) (convert the DALL-E encoder.pkl with tools/dalle_to_h5.py)")
             }
             if let initPath = spec.initCheckpoint, !FileManager.default.fileExists(atPath: initPath) {
                 throw failure(["init"], "checkpoint does not exist: \(initPath)")

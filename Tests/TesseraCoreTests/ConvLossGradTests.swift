@@ -120,3 +120,39 @@ final class ConvLossGradTests: XCTestCase {
         gradCheck(inputs: [logits], label: "unnormalised") { v in crossEntropy(v[0], softTargets: raw) }
     }
 }
+
+/// The forward-only layers of the frozen tokenizer against direct loops, and ReLU's gradient.
+final class TokenizerLayerTests: XCTestCase {
+    func testConv2dMatchesTheDirectSum() {
+        for (k, p, c, o, h, w) in [(3, 1, 2, 3, 5, 6), (7, 3, 3, 4, 9, 8), (1, 0, 4, 2, 3, 3), (3, 0, 1, 2, 4, 4)] {
+            let x = randn([2, c, h, w], seed: UInt64(k * 10 + p)), wt = randn([o, c, k, k], seed: 3), b = randn([o], seed: 4)
+            let y = conv2d(x, weight: wt, bias: b, padding: p)
+            let ho = h + 2 * p - k + 1, wo = w + 2 * p - k + 1
+            XCTAssertEqual(y.shape, [2, o, ho, wo])
+            var want = [Float](repeating: 0, count: 2 * o * ho * wo)
+            for bi in 0..<2 { for oi in 0..<o { for i in 0..<ho { for j in 0..<wo {
+                var s = Double(b.data[oi])
+                for ci in 0..<c { for ky in 0..<k { for kx in 0..<k {
+                    let iy = i + ky - p, ix = j + kx - p
+                    if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                        s += Double(x.data[((bi * c + ci) * h + iy) * w + ix]) * Double(wt.data[((oi * c + ci) * k + ky) * k + kx])
+                    }
+                } } }
+                want[((bi * o + oi) * ho + i) * wo + j] = Float(s)
+            } } } }
+            assertClose(y.array, want, tol: 1e-5, "conv2d k\(k) p\(p)")
+        }
+    }
+
+    func testMaxPoolAndReLU() {
+        let x = randn([2, 3, 5, 4], seed: 7)
+        let y = maxPool2x2(x)
+        XCTAssertEqual(y.shape, [2, 3, 2, 2])
+        for plane in 0..<6 { for i in 0..<2 { for j in 0..<2 {
+            let a = (0..<2).flatMap { di in (0..<2).map { dj in x.data[plane * 20 + (2 * i + di) * 4 + 2 * j + dj] } }
+            XCTAssertEqual(y.data[plane * 4 + i * 2 + j], a.max()!)
+        } } }
+        gradCheck(inputs: [uniform([3, 7], seed: 8, lo: -2, hi: 2)]) { v in relu(v[0]) }
+        XCTAssertEqual(relu(Tensor([-1, 0, 2], shape: [3])).array, [0, 0, 2])
+    }
+}

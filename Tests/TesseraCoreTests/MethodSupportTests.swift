@@ -79,6 +79,22 @@ final class MethodSupportTests: TwoThreadsTestCase {
         XCTAssertEqual(p.shape, [2, 2, 5, 5])
     }
 
+    /// CAE's regressor layout: bias-free q/k/v plus q_bias and v_bias (k has none); its names, its
+    /// values against the plain split layout with those biases, and its gradients.
+    func testSplitBEiTCrossAttention() {
+        let attn = Attention(dim: 8, heads: 2, layout: .splitBEiT)
+        XCTAssertEqual(Set(attn.namedParameters().map(\.name)),
+                       ["q.weight", "k.weight", "v.weight", "q_bias", "v_bias", "proj.weight", "proj.bias"])
+        var rng = RandomGenerator(seed: 13)
+        for (_, p) in attn.namedParameters() { rng.fillNormal(p.data, p.count, std: 0.3) }
+        let xq = randn([2, 3, 8], seed: 14), xk = randn([2, 5, 8], seed: 15), xv = randn([2, 5, 8], seed: 16)
+        let y = attn.cross(xq, keys: xk, values: xv).output
+        let q = linear(xq, attn.q!.weight, attn.qBias), k = linear(xk, attn.k!.weight), v = linear(xv, attn.v!.weight, attn.vBias)
+        assertClose(y.array, attn.proj(attention(q: q, k: k, v: v, heads: 2)).array, tol: 1e-6, "split-beit cross")
+        gradCheck(inputs: [xq, xk, xv], label: "split-beit cross") { t in attn.cross(t[0], keys: t[1], values: t[2]).output }
+        gradCheck(inputs: [xk], label: "split-beit self") { t in attn(t[0]) }
+    }
+
     /// No-grad around `Replicas.run` holds in every replica; no-grad inside a replica holds there
     /// and leaves the replica's own recording on afterwards.
     func testNoGradHoldsInEveryReplica() {

@@ -57,8 +57,9 @@ extension Registry {
             erasing = { p, c, h, w, rng in _ = re.apply(p, channels: c, height: h, width: w, rng: &rng) }
         }
         return TransformPipeline(crop: crop, size: d.inputSize, scale: (a.scale[0], a.scale[1]), ratio: (a.ratio[0], a.ratio[1]),
-                                 interpolation: interp(a.interpolation), hflip: a.hflip, mean: mean, std: std,
-                                 channels: spec.model.inChans, smallImage: small, autoAugment: autoAugment, erasing: erasing)
+                                 interpolation: interp(a.interpolation), hflip: a.hflip, flipBeforeCrop: a.flipBeforeCrop, mean: mean, std: std,
+                                 channels: spec.model.inChans, smallImage: small, autoAugment: autoAugment, erasing: erasing,
+                                 secondView: a.tokenizerSize > 0 ? SecondView(size: a.tokenizerSize) : nil)
     }
 }
 

@@ -21,6 +21,8 @@ public enum Registry {
                     build: { spec, rng in SAIM(spec, rng: &rng) }),
         MethodEntry(name: "semaim", summary: "SemAIM (skyoux/SemAIM): SAIM's two streams in a semantic order from an eval-mode encoder pass (or a CLIP/DINO teacher, SemAIM*)",
                     build: { spec, rng in try SemAIM(spec, rng: &rng) }),
+        MethodEntry(name: "cae", summary: "CAE (Atten4Vis/CAE v1): encoder on visible patches, latent regressor + alignment to the masked latents, dVAE token (or pixel) decoder",
+                    build: { spec, rng in try CAE(spec, rng: &rng) }),
     ]
 
     public static let optimizers = ["adamw", "sgd", "lars", "lars_timm"]
@@ -29,6 +31,7 @@ public enum Registry {
     public static let datasets = ["fashion-mnist", "imagefolder", "idx"]
     public static let maskGenerators = ["random (MAE noise argsort)", "shared (MAE-priv batched_shuffle)",
                                         "permutation (SAIM: U[0,1) noise order, content/query attention masks)",
+                                        "block (CAE/BEiT: boxes of at least block_min_patches until num_mask_patches), random (CAE: a uniform subset)",
                                         "orders (SemAIM: stochastic, zigzag, raster, center2out, stochastic_center, attention, attention_center, attention_guided)"]
 
     public struct UnsupportedError: Error, CustomStringConvertible {

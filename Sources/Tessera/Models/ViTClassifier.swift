@@ -13,6 +13,26 @@ public final class ViTClassifier: Module {
         case rawCls
         /// raw mean of all tokens, no norm (MAE-priv GAP: there is no cls token to exclude).
         case rawMean
+        /// CAE's attentive probe: a learned query attends over all `norm`-ed tokens (one
+        /// `AttentiveBlock`, no residual, no MLP), then BatchNorm without affine.
+        case attentive
+    }
+
+    /// CAE's `AttentiveBlock` (spec §7.4): proj(CrossAttn(LN_q(query), LN_k(x), LN_v(x))), with
+    /// bias-free q/k/v plus q_bias, v_bias; the position terms are 0.
+    public final class AttentiveBlock: Module {
+        public let normQ: LayerNorm, normK: LayerNorm, normV: LayerNorm
+        public let attention: Attention
+        init(dim: Int, heads: Int) {
+            normQ = LayerNorm(dim); normK = LayerNorm(dim); normV = LayerNorm(dim)
+            attention = Attention(dim: dim, heads: heads, layout: .splitBEiT)
+            super.init()
+            child("norm_q", normQ); child("norm_k", normK); child("norm_v", normV)
+            child("cross_attn", attention)
+        }
+        public func callAsFunction(_ q: Tensor, _ x: Tensor) -> Tensor {
+            attention.cross(normQ(q), keys: normK(x), values: normV(x)).output
+        }
     }
 
     /// What normalises the pooled feature before the head.
@@ -31,14 +51,22 @@ public final class ViTClassifier: Module {
     public let bnMean: Tensor?, bnVar: Tensor?
     public let head: Linear?
     public let numClasses: Int
+    /// The attentive probe's learned query [1, 1, D] and block.
+    public let queryToken: Tensor?
+    public let attentiveBlock: AttentiveBlock?
+    /// Attentive probe at evaluation: normalise with the batch's statistics (CAE's released code,
+    /// whose `is_train` stays true) instead of the running ones.
+    public var batchStatisticsAtEval = false
 
     /// `numClasses` 0 builds no head (feature extraction for k-NN).
     /// Names: the encoder's timm names at the top level, `fc_norm.*`, `head.*` (with a BatchNorm the
     /// head is MAE's `head.0` (running stats) + `head.1` (Linear)).
     public init(_ shape: ViTShape, _ style: ViTStyle, pool: Pool, featureNorm: FeatureNorm, numClasses: Int) {
         var s = style
-        s.finalNorm = pool == .cls
+        s.finalNorm = pool == .cls || pool == .attentive
         encoder = ViTEncoder(shape, s)
+        queryToken = pool == .attentive ? Tensor.zeros([1, 1, shape.width]) : nil
+        attentiveBlock = pool == .attentive ? AttentiveBlock(dim: shape.width, heads: shape.heads) : nil
         self.pool = pool
         self.featureNorm = featureNorm
         self.numClasses = numClasses
@@ -50,7 +78,18 @@ public final class ViTClassifier: Module {
         super.init()
         inline(encoder)
         if let fcNorm { child("fc_norm", fcNorm) }
-        if let head {
+        if let queryToken, let attentiveBlock {
+            // CAE's names: query_token, attentive_blocks.0, fc_norm (LP_BatchNorm), head.
+            parameter("query_token", queryToken)
+            child("attentive_blocks", ModuleList([attentiveBlock]))
+            if let bnMean, let bnVar {
+                let bn = Module()
+                bn.buffer("running_mean", bnMean)
+                bn.buffer("running_var", bnVar)
+                child("fc_norm", bn)
+            }
+            if let head { child("head", head) }
+        } else if let head {
             if let bnMean, let bnVar {
                 let bn = Module()
                 bn.buffer("running_mean", bnMean)
@@ -67,6 +106,7 @@ public final class ViTClassifier: Module {
 
     /// The pooled, normalised feature [B, D] (what the head sees).
     public func features(_ img: Tensor, ctx: Context) -> Tensor {
+        if pool == .attentive { return attentiveFeatures(tokens(img, ctx: ctx), ctx: ctx) }
         var x = encoder.patchTokens(img)
         let hasCls = encoder.clsToken != nil
         if hasCls { x = concat([encoder.clsTokens(batch: img.shape[0]), x], axis: 1) }
@@ -84,6 +124,8 @@ public final class ViTClassifier: Module {
             f = mean(hasCls ? slice(x, axis: 1, start: 1, length: l) : x, axis: 1)
         case .rawMean:
             f = mean(x, axis: 1)
+        case .attentive:
+            preconditionFailure("unreachable")
         }
         switch featureNorm {
         case .none: break
@@ -94,6 +136,26 @@ public final class ViTClassifier: Module {
         return f
     }
 
+    /// The encoder's `norm`-ed tokens [B, 1 + L, D] (the attentive probe's input).
+    public func tokens(_ img: Tensor, ctx: Context) -> Tensor {
+        let x = concat([encoder.clsTokens(batch: img.shape[0]), encoder.patchTokens(img)], axis: 1)
+        return encoder.norm!(encoder.runBlocks(x, ctx: ctx))
+    }
+
+    /// The attentive probe's feature for tokens [B, N, D]: the query's attention output, then
+    /// BatchNorm (batch statistics in training, and at evaluation with `batchStatisticsAtEval`).
+    public func attentiveFeatures(_ tokens: Tensor, ctx: Context) -> Tensor {
+        let b = tokens.shape[0], d = tokens.shape[2]
+        let q = attentiveBlock!(expand(queryToken!, to: [b, 1, d]), tokens).reshaped([b, d])
+        guard case .batchNorm(let eps) = featureNorm else { return q }
+        if !ctx.training && batchStatisticsAtEval {
+            // Batch statistics without touching the running ones.
+            let m = Tensor.zeros([d]), v = Tensor.full([d], 1)
+            return batchNorm1d(q, runningMean: m, runningVar: v, training: true, eps: eps)
+        }
+        return batchNorm1d(q, runningMean: bnMean!, runningVar: bnVar!, training: ctx.training, eps: eps)
+    }
+
     /// Logits [B, classes].
     public func callAsFunction(_ img: Tensor, ctx: Context) -> Tensor {
         guard let head else { preconditionFailure("tessera: this ViTClassifier has no head (numClasses 0)") }
@@ -101,7 +163,9 @@ public final class ViTClassifier: Module {
     }
 
     /// The head and fc_norm are new in a downstream model: a pre-training checkpoint does not hold them.
-    public static func isNewInDownstream(_ name: String) -> Bool { name.hasPrefix("head.") || name.hasPrefix("fc_norm.") }
+    public static func isNewInDownstream(_ name: String) -> Bool {
+        name.hasPrefix("head.") || name.hasPrefix("fc_norm.") || name == "query_token" || name.hasPrefix("attentive_blocks.")
+    }
 
     /// Maps a pre-training checkpoint's names onto this model (spec §10): keeps `encoder.`-prefixed
     /// or top-level encoder keys (stripping `encoder.`, `module.`, `backbone.`), drops decoder, mask

@@ -43,14 +43,15 @@ public final class DownstreamRunner {
     /// Print plain log lines (false keeps tests quiet).
     public var echo = true
 
-    var isLinear: Bool { spec.task == .linprobe }
+    /// Linear and attentive probing train a head on the frozen encoder.
+    var isLinear: Bool { spec.task == .linprobe || spec.task == .attentive }
 
     public init(spec: ExperimentSpec, overrides: [String] = [], runDir: String? = nil) throws {
-        guard spec.task == .linprobe || spec.task == .finetune else {
-            throw TrainingError(description: "tessera: DownstreamRunner runs linprobe or finetune, not \(spec.task.rawValue)")
+        guard spec.task == .linprobe || spec.task == .finetune || spec.task == .attentive else {
+            throw TrainingError(description: "tessera: DownstreamRunner runs linprobe, attentive or finetune, not \(spec.task.rawValue)")
         }
-        guard [.mae, .maePriv, .saim, .semaim, .vit].contains(spec.model.method) else {
-            throw TrainingError(description: "tessera: \(spec.task.rawValue) supports model.method mae, mae_priv, saim, semaim and vit; got \(spec.model.method.rawValue)")
+        guard [.mae, .maePriv, .saim, .semaim, .cae, .vit].contains(spec.model.method) else {
+            throw TrainingError(description: "tessera: \(spec.task.rawValue) supports model.method mae, mae_priv, saim, semaim, cae and vit; got \(spec.model.method.rawValue)")
         }
         if !spec.augment.autoAugment.isEmpty {
             do { try RandAugment.validate(config: spec.augment.autoAugment) } catch {
@@ -87,6 +88,13 @@ public final class DownstreamRunner {
         var style = Registry.vitStyle(spec)
         let pool: ViTClassifier.Pool
         let norm: ViTClassifier.FeatureNorm
+        if spec.task == .attentive {
+            // CAE tools/run_attentive.py: norm(x) over all tokens, AttentiveBlock, LP_BatchNorm (eps 1e-5).
+            style.dropPath = 0
+            let c = ViTClassifier(Registry.vitShape(spec), style, pool: .attentive, featureNorm: .batchNorm(eps: 1e-5), numClasses: numClasses)
+            c.batchStatisticsAtEval = spec.eval.attentiveBatchStatistics
+            return c
+        }
         if spec.task == .linprobe {
             style.dropPath = 0
             if priv {
@@ -117,7 +125,16 @@ public final class DownstreamRunner {
         let priv = spec.model.method == .maePriv
         model.encoder.initialize(rng: &rng, torchDefaultPatch: priv, clsTruncated: priv)
         guard let head = model.head else { return }
-        if spec.task == .linprobe {
+        if spec.task == .attentive {
+            // The probe's head N(0, 0.01), bias 0; query_token and the block as built (zeros, LN 1/0),
+            // the block's Linears truncated normal 0.02 (timm's init in modeling_finetune).
+            if let blk = model.attentiveBlock {
+                for (name, p) in blk.namedParameters() where name.hasSuffix(".weight") && p.rank == 2 {
+                    Init.truncatedNormal(p, std: 0.02, rng: &rng)
+                }
+            }
+            Init.normal(head.weight, std: 0.01, rng: &rng)
+        } else if spec.task == .linprobe {
             if priv { Init.normal(head.weight, std: 0.01, rng: &rng) } else { Init.truncatedNormal(head.weight, std: 0.01, rng: &rng) }
         } else if priv {
             Init.truncatedNormal(head.weight, std: 0.02, rng: &rng)
@@ -139,8 +156,9 @@ public final class DownstreamRunner {
     /// (no weight decay for 1-D parameters, pos_embed, cls_token).
     public static func paramGroups(_ spec: ExperimentSpec, _ model: ViTClassifier) -> [ParamGroup] {
         let wd = Float(spec.optim.weightDecay)
-        if spec.task == .linprobe {
-            let head = model.namedParameters().filter { $0.name.hasPrefix("head.") }
+        if spec.task == .linprobe || spec.task == .attentive {
+            // The attentive probe also trains its query token and block.
+            let head = model.namedParameters().filter { ViTClassifier.isNewInDownstream($0.name) }
             return ParamGroups.pretrain(head, weightDecay: wd).filter { !$0.params.isEmpty }
         }
         return ParamGroups.layerDecay(model.namedParameters(), depth: spec.model.depth, weightDecay: wd,
@@ -159,6 +177,10 @@ public final class DownstreamRunner {
 
     /// Logits of a training batch: linear probing runs the frozen encoder without a tape.
     func trainLogits(_ images: Tensor, ctx: Context) -> Tensor {
+        if spec.task == .attentive {
+            let t = Autograd.noGrad { model.tokens(images, ctx: ctx) }.detach()
+            return model.head!(model.attentiveFeatures(t, ctx: ctx))
+        }
         if isLinear {
             let f = Autograd.noGrad { model.features(images, ctx: ctx) }.detach()
             return model.head!(f)

@@ -7,6 +7,9 @@ public enum AttentionLayout: String, Sendable {
     case split
     /// `attn.qkv.weight` without bias plus `attn.q_bias`, `attn.v_bias`; k has no bias (BEiT; MAE-priv, CAE).
     case beit
+    /// `attn.q`, `attn.k`, `attn.v` without bias plus `q_bias`, `v_bias`; k has no bias (CAE's
+    /// regressor cross-attention).
+    case splitBEiT
 }
 
 public final class Attention: Module {
@@ -32,6 +35,14 @@ public final class Attention: Module {
             q = child("q", Linear(dim, dim, bias: qkvBias))
             k = child("k", Linear(dim, dim, bias: qkvBias))
             v = child("v", Linear(dim, dim, bias: qkvBias))
+        case .splitBEiT:
+            q = child("q", Linear(dim, dim, bias: false))
+            k = child("k", Linear(dim, dim, bias: false))
+            v = child("v", Linear(dim, dim, bias: false))
+            if qkvBias {
+                qBias = parameter("q_bias", Tensor.zeros([dim]))
+                vBias = parameter("v_bias", Tensor.zeros([dim]))
+            }
         case .beit:
             qkv = child("qkv", Linear(dim, 3 * dim, bias: false))
             if qkvBias {
@@ -63,6 +74,8 @@ public final class Attention: Module {
             r = selfAttentionWithProbabilities(qkv: linear(x, qkv!.weight, beitBias()), heads: heads, mask: mask)
         case .split:
             r = attentionWithProbabilities(q: q!(x), k: k!(x), v: v!(x), heads: heads, mask: mask)
+        case .splitBEiT:
+            r = attentionWithProbabilities(q: linear(x, q!.weight, qBias), k: k!(x), v: linear(x, v!.weight, vBias), heads: heads, mask: mask)
         }
         return (proj(r.output), r.probabilities)
     }
@@ -79,6 +92,8 @@ public final class Attention: Module {
         switch layout {
         case .split:
             qx = q!(xq); kx = k!(xk); vx = v!(xv)
+        case .splitBEiT:
+            qx = linear(xq, q!.weight, qBias); kx = k!(xk); vx = linear(xv, v!.weight, vBias)
         case .fused, .beit:
             // Slice the fused weight into its q, k and v parts.
             let w = qkv!.weight
@@ -91,6 +106,14 @@ public final class Attention: Module {
         let r = attentionWithProbabilities(q: qx, k: kx, v: vx, heads: heads, mask: mask)
         return (proj(r.output), r.probabilities)
     }
+}
+
+/// x + DropPath(γ ⊙ branch): the residual step of every block (γ optional; drop-path only in training).
+public func residualBranch(_ x: Tensor, _ branch: Tensor, gamma: Tensor?, dropPath: Float, ctx: Context) -> Tensor {
+    var y = branch
+    if let gamma { y = y * gamma }
+    if dropPath > 0 && ctx.training { y = TesseraCore.dropPath(y, p: dropPath, training: true, rng: &ctx.rng) }
+    return x + y
 }
 
 /// Pre-LN block: x + DropPath(γ1 ⊙ Attn(LN1(x))), then x + DropPath(γ2 ⊙ MLP(LN2(x))).
@@ -121,10 +144,7 @@ public final class Block: Module {
     }
 
     private func residual(_ x: Tensor, _ branch: Tensor, _ gamma: Tensor?, _ ctx: Context) -> Tensor {
-        var y = branch
-        if let gamma { y = y * gamma }
-        if dropPath > 0 && ctx.training { y = TesseraCore.dropPath(y, p: dropPath, training: true, rng: &ctx.rng) }
-        return x + y
+        residualBranch(x, branch, gamma: gamma, dropPath: dropPath, ctx: ctx)
     }
 
     /// Self-attention block over x [B, L, D].

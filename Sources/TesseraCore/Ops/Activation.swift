@@ -19,6 +19,27 @@ public func gelu(_ x: Tensor) -> Tensor {
     return y
 }
 
+/// ReLU, max(x, 0) (gradient 0 at 0, as torch).
+public func relu(_ x: Tensor) -> Tensor {
+    let y = Tensor(shape: x.shape)
+    let xp = x.data, yp = y.data
+    Parallel.forRange(x.count, costPerItem: 2, minCost: 1 << 16) { r in
+        for i in r { yp[i] = max(xp[i], 0) }
+    }
+    Autograd.record(y, [x]) { g in
+        guard let s = x.slot else { return }
+        let (dx, beta) = s.target()
+        let gp = g.data, dp = dx.data, xp = x.data
+        Parallel.forRange(x.count, costPerItem: 2, minCost: 1 << 16) { r in
+            for i in r {
+                let d = xp[i] > 0 ? gp[i] : 0
+                dp[i] = beta == 0 ? d : dp[i] + d
+            }
+        }
+    }
+    return y
+}
+
 /// QuickGELU, x·σ(1.702·x) (OpenAI CLIP's activation).
 public func quickGelu(_ x: Tensor) -> Tensor {
     let y = Tensor(shape: x.shape)

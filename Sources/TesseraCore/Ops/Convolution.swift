@@ -103,3 +103,81 @@ public func depthwiseBlur(_ img: Tensor, kernel: Tensor) -> Tensor {
 }
 
 import Foundation
+
+// MARK: forward-only convolutional layers (the frozen DALL-E tokenizer)
+
+/// Conv2d, stride 1, zero padding `padding` on every side: x [B, C, H, W], weight [O, C, k, k],
+/// bias [O] → [B, O, H + 2p − k + 1, W + 2p − k + 1]. **Forward only** (no gradient): it runs frozen
+/// tokenizers under no-grad, and refuses inputs or weights that require a gradient. Each image is
+/// unfolded a band of output rows at a time (bounded memory) and multiplied with one GEMM per band;
+/// images run in parallel.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, padding p: Int) -> Tensor {
+    precondition(x.rank == 4 && weight.rank == 4 && weight.shape[1] == x.shape[1] && weight.shape[2] == weight.shape[3],
+                 "tessera: conv2d weight \(weight.shape) does not fit input \(x.shape)")
+    precondition(!x.requiresGrad && !weight.requiresGrad && !(bias?.requiresGrad ?? false),
+                 "tessera: conv2d is forward only; run it on frozen weights under no-grad")
+    let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (o, k) = (weight.shape[0], weight.shape[2])
+    let ho = h + 2 * p - k + 1, wo = w + 2 * p - k + 1
+    precondition(ho > 0 && wo > 0, "tessera: conv2d kernel \(k) does not fit \(h)×\(w) with padding \(p)")
+    let y = Tensor(shape: [b, o, ho, wo])
+    let ckk = c * k * k
+    // Output rows per band: about 4 M floats of unfolded input.
+    let band = max(1, min(ho, (1 << 22) / max(ckk * wo, 1)))
+    let xp = x.data, wp = weight.data, yp = y.data, bp = bias?.data
+    Parallel.forRange(b, costPerItem: 2 * o * ckk * ho * wo, minCost: 1 << 20) { r in
+        let cols = UnsafeMutablePointer<Float>.allocate(capacity: ckk * band * wo)
+        defer { cols.deallocate() }
+        for bi in r {
+            let img = xp + bi * c * h * w, out = yp + bi * o * ho * wo
+            var r0 = 0
+            while r0 < ho {
+                let rows = min(band, ho - r0), n = rows * wo
+                // cols[(ci, ky, kx), (row, col)] = x[ci, r0 + row + ky − p, col + kx − p] (0 outside)
+                for ci in 0..<c { for ky in 0..<k { for kx in 0..<k {
+                    let dst = cols + ((ci * k + ky) * k + kx) * n
+                    for row in 0..<rows {
+                        let iy = r0 + row + ky - p
+                        let d = dst + row * wo
+                        if iy < 0 || iy >= h { for col in 0..<wo { d[col] = 0 }; continue }
+                        let src = img + (ci * h + iy) * w
+                        for col in 0..<wo {
+                            let ix = col + kx - p
+                            d[col] = ix >= 0 && ix < w ? src[ix] : 0
+                        }
+                    }
+                } } }
+                BLAS.gemm(m: o, n: n, k: ckk, a: wp, lda: ckk, b: cols, ldb: n, c: out + r0 * wo, ldc: ho * wo, parallel: false)
+                r0 += rows
+            }
+            if let bp {
+                for oi in 0..<o {
+                    let row = out + oi * ho * wo, bv = bp[oi]
+                    for j in 0..<(ho * wo) { row[j] += bv }
+                }
+            }
+        }
+    }
+    return y
+}
+
+/// 2×2 max-pooling with stride 2 (odd trailing rows/columns dropped, as torch): [B, C, H, W] →
+/// [B, C, H/2, W/2]. Forward only, like `conv2d`.
+public func maxPool2x2(_ x: Tensor) -> Tensor {
+    precondition(x.rank == 4, "tessera: maxPool2x2 needs [B, C, H, W], got \(x.shape)")
+    precondition(!x.requiresGrad, "tessera: maxPool2x2 is forward only")
+    let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let ho = h / 2, wo = w / 2
+    let y = Tensor(shape: [b, c, ho, wo])
+    let xp = x.data, yp = y.data
+    Parallel.forRange(b * c, costPerItem: 4 * ho * wo, minCost: 1 << 16) { r in
+        for plane in r {
+            let src = xp + plane * h * w, dst = yp + plane * ho * wo
+            for i in 0..<ho { for j in 0..<wo {
+                let a = src + 2 * i * w + 2 * j
+                dst[i * wo + j] = max(max(a[0], a[1]), max(a[w], a[w + 1]))
+            } }
+        }
+    }
+    return y
+}
