@@ -15,7 +15,7 @@ func fail(_ error: Error) -> Never {
 struct TesseraCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
-        abstract: "Self-supervised ViT pre-training (MAE, MAE-priv; SAIM, SemAIM, CAE planned) and its evaluation protocols.",
+        abstract: "Self-supervised ViT pre-training (MAE, MAE-priv, SAIM, SemAIM, CAE) and its evaluation protocols (fine-tuning, linear, attentive and k-NN probing).",
         subcommands: [Train.self, Step.self, List.self, Prepare.self, Bench.self, ConfigDoc.self, SweepCommand.self, TableCommand.self])
 }
 
