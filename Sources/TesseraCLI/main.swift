@@ -114,8 +114,8 @@ struct Bench: ParsableCommand {
     @Argument(help: "What to measure: ops (tensor core), data (JPEG decode + augment), train (MAE and SAIM training beside PyTorch).")
     var what: String
 
-    @Option(help: "For `train`: comma-separated models: tiny32 (MAE ViT-Tiny, 32 px, patch 4, batch 128), vits16 (MAE ViT-S/16, 224 px, decoder 192/4/3 as MAE-priv ViT-S, batch 32) saim_tiny32 (SAIM on tiny32's encoder, 12 query blocks, batch 128) and semaim_tiny32 (the same model in SemAIM's order, with its eval-mode encoder pass).")
-    var model: String = "tiny32,vits16,saim_tiny32,semaim_tiny32"
+    @Option(help: "For `train`: comma-separated models: tiny32 (MAE ViT-Tiny, 32 px, patch 4, batch 128), vits16 (MAE ViT-S/16, 224 px, decoder 192/4/3 as MAE-priv ViT-S, batch 32) saim_tiny32 (SAIM on tiny32's encoder, 12 query blocks, batch 128) semaim_tiny32 (the same model in SemAIM's order, with its eval-mode encoder pass) and cae_tiny32 (CAE with pixel targets on tiny32's encoder, half the patches masked).")
+    var model: String = "tiny32,vits16,saim_tiny32,semaim_tiny32,cae_tiny32"
 
     @Option(help: "For `train`: untimed warm-up steps (torch.compile compiles in these).")
     var warmup: Int = 3

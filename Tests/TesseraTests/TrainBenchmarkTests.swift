@@ -21,6 +21,14 @@ final class TrainBenchmarkTests: XCTestCase {
         let orderPass = 12 * (2 * 65 * 12 * 192 * 192 + 4 * 65 * 65 * 192) + 2 * 64 * 48 * 192
         XCTAssertEqual(try TrainBenchmark.preset("semaim_tiny32").flopsPerImage, Double(3 * (streams + saimRest) + orderPass))
         XCTAssertEqual(try TrainBenchmark.preset("semaim_tiny32").torchScript, "bench_torch_semaim.py")
+        // CAE: 12 encoder blocks over 33 tokens (trained) and over 33 (alignment, forward only), 4
+        // regressor blocks (32 queries; q, proj and MLP on 32 rows, k and v on 64), 4 decoder blocks over
+        // 32 tokens, the 48-wide pixel head on 32 rows; the patch embedding once per pass.
+        func blk(_ t: Int, _ n: Int) -> Int { n * (2 * t * 12 * 192 * 192 + 4 * t * t * 192) }
+        let regressor = 4 * (2 * (10 * 32 + 2 * 64) * 192 * 192 + 4 * 32 * 64 * 192)
+        let embed = 2 * 64 * 48 * 192
+        let cae = 3 * (embed + blk(33, 12) + regressor + blk(32, 4) + 2 * 32 * 192 * 48) + embed + blk(33, 12)
+        XCTAssertEqual(try TrainBenchmark.preset("cae_tiny32").flopsPerImage, Double(cae))
     }
 
     func testMeasurementJSONRoundTrip() throws {

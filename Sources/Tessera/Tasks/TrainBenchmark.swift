@@ -10,11 +10,13 @@ public enum TrainBenchmark {
     /// A benchmark model: MAE with the given encoder and decoder, or SAIM with the given encoder and
     /// `queryDepth` query blocks (MLP head, 3×3 target blur, norm-pix); AdamW (0.9, 0.95), wd 0.05.
     public struct Preset: Sendable {
-        public enum Method: String, Sendable { case mae, saim, semaim }
+        public enum Method: String, Sendable { case mae, saim, semaim, cae }
         public let name: String
         public let method: Method
         public let width, depth, heads, img, patch, decWidth, decDepth, decHeads, batch: Int
         public let queryDepth: Int
+        /// CAE: regressor blocks and masked patches per image.
+        public var regressorDepth = 0, maskCount = 0
 
         public init(name: String, width: Int, depth: Int, heads: Int, img: Int, patch: Int,
                     decWidth: Int, decDepth: Int, decHeads: Int, batch: Int) {
@@ -34,6 +36,20 @@ public enum TrainBenchmark {
             self.queryDepth = queryDepth
         }
 
+        /// CAE with pixel targets (no tokenizer weights here): encoder on the visible patches, the
+        /// alignment pass on the masked ones, `regressorDepth` regressor blocks and a decoder over the
+        /// `maskCount` masked tokens.
+        public init(cae name: String, width: Int, depth: Int, heads: Int, img: Int, patch: Int,
+                    decWidth: Int, decDepth: Int, decHeads: Int, regressorDepth: Int, maskCount: Int, batch: Int) {
+            self.name = name
+            method = .cae
+            self.width = width; self.depth = depth; self.heads = heads; self.img = img; self.patch = patch
+            self.decWidth = decWidth; self.decDepth = decDepth; self.decHeads = decHeads; self.batch = batch
+            queryDepth = 0
+            self.regressorDepth = regressorDepth
+            self.maskCount = maskCount
+        }
+
         var yaml: String {
             let model: String
             switch method {
@@ -46,6 +62,12 @@ public enum TrainBenchmark {
                 model = """
                 {method: saim, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
                         query_depth: \(queryDepth), prediction_head: mlp, gaussian_kernel_size: 3, gaussian_sigma: 1, norm_pix_loss: true}
+                """
+            case .cae:
+                model = """
+                {method: cae, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
+                        layer_scale: 0.1, decoder: {width: \(decWidth), depth: \(decDepth), heads: \(decHeads)}, regressor_depth: \(regressorDepth),
+                        decoder_layer_scale: 0.1, num_mask_patches: \(maskCount), block_min_patches: 4, cae_target: pixels, norm_pix_loss: true}
                 """
             case .semaim:
                 model = """
@@ -75,6 +97,8 @@ public enum TrainBenchmark {
             switch method {
             case .mae: return common + ["--dec-width", "\(decWidth)", "--dec-depth", "\(decDepth)", "--dec-heads", "\(decHeads)"]
             case .saim, .semaim: return common + ["--query-depth", "\(queryDepth)", "--kernel", "3", "--sigma", "1"]
+            case .cae: return common + ["--dec-width", "\(decWidth)", "--dec-depth", "\(decDepth)", "--dec-heads", "\(decHeads)",
+                                        "--regressor-depth", "\(regressorDepth)", "--mask-count", "\(maskCount)"]
             }
         }
 
@@ -99,6 +123,15 @@ public enum TrainBenchmark {
                 // Content and query blocks over L + 1 tokens each; the MLP head (D → 4D → p²·3) on L + 1.
                 let head = 2.0 * Double((l + 1) * (width * 4 * width + 4 * width * out))
                 return 3 * (embed + blocks(l + 1, width, depth) + blocks(l + 1, width, queryDepth) + head)
+            case .cae:
+                // Encoder on cls + visible (forward + backward), the alignment pass on cls + masked
+                // (forward only), regressor blocks (queries M, keys/values L = visible + queries), the
+                // decoder over the M masked tokens and its pixel head.
+                let m = maskCount, d = decWidth
+                let visible = blocks(1 + l - m, width, depth), aligned = blocks(1 + m, width, depth)
+                let regressor = Double(regressorDepth) * (2.0 * Double((10 * m + 2 * l) * d * d) + 4.0 * Double(m * l * d))
+                let pred = 2.0 * Double(m * d * out)
+                return 3 * (embed + visible + regressor + blocks(m, d, decDepth) + pred) + embed + aligned
             case .semaim:
                 // SAIM's step plus the order pass: one forward of the content stream without masks.
                 let saim = 3 * (embed + blocks(l + 1, width, depth) + blocks(l + 1, width, queryDepth)
@@ -112,12 +145,15 @@ public enum TrainBenchmark {
     /// the MAE-priv ViT-S recipe (192 wide, 4 deep, 3 heads; MAE's own 512/8 decoder would be 80 % of
     /// that model's arithmetic); saim_tiny32 is SAIM on tiny32's encoder with 12 query blocks, and
     /// semaim_tiny32 the same model in SemAIM's order (attention_center / cls, with its eval-mode
-    /// encoder pass before every step).
+    /// encoder pass before every step); cae_tiny32 is CAE (pixel targets) on tiny32's encoder with half
+    /// the patches masked, a 192-wide regressor of 4 blocks and decoder of 4.
     public static let presets: [Preset] = [
         Preset(name: "tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, decWidth: 128, decDepth: 2, decHeads: 4, batch: 128),
         Preset(name: "vits16", width: 384, depth: 12, heads: 6, img: 224, patch: 16, decWidth: 192, decDepth: 4, decHeads: 3, batch: 32),
         Preset(saim: "saim_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, queryDepth: 12, batch: 128),
         Preset(saim: "semaim_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, queryDepth: 12, batch: 128, semantic: true),
+        Preset(cae: "cae_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, decWidth: 192, decDepth: 4, decHeads: 3,
+               regressorDepth: 4, maskCount: 32, batch: 128),
     ]
 
     public static func preset(_ name: String) throws -> Preset {
