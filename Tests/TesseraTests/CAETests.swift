@@ -10,17 +10,7 @@ import TesseraHDF5
 /// gradient of a pre-training step.
 final class CAETests: ScratchTestCase {
     func spec(_ model: String, checkPaths: Bool = false) throws -> ExperimentSpec {
-        let yaml = """
-        name: cae
-        task: pretrain
-        batch_size: 3
-        epochs: 1
-        model:
-        \(model.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-        data:
-          dataset: fashion-mnist
-        """
-        return try ConfigLoader.load(yaml: yaml, file: scratch.appendingPathComponent("cae.yaml").path, checkPaths: checkPaths)
+        try loadSpec(model: model, name: "cae", scratch: scratch, checkPaths: checkPaths)
     }
 
     static func fixtureModel(tokenizer: String) -> String {

@@ -9,17 +9,7 @@ import TesseraHDF5
 /// its shared-weight checkpoints and its config errors.
 final class SAIMTests: ScratchTestCase {
     private func spec(_ model: String, checkPaths: Bool = false, file: String = "saim.yaml") throws -> ExperimentSpec {
-        let yaml = """
-        name: saim
-        task: pretrain
-        batch_size: 3
-        epochs: 1
-        model:
-        \(model.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-        data:
-          dataset: fashion-mnist
-        """
-        return try ConfigLoader.load(yaml: yaml, file: scratch.appendingPathComponent(file).path, checkPaths: checkPaths)
+        try loadSpec(model: model, name: (file as NSString).deletingPathExtension, scratch: scratch, checkPaths: checkPaths)
     }
 
     static let fixtureModel = """
@@ -170,30 +160,7 @@ final class SAIMTests: ScratchTestCase {
     /// every encoder parameter comes from it.
     func testSAIMCheckpointLoadsIntoTheDownstreamEncoder() throws {
         let m = smallSAIM()
-        let ck = Checkpoint(params: Dictionary(uniqueKeysWithValues: m.stateDict().map { ($0.name, $0.tensor) }))
-        let path = scratch.appendingPathComponent("saim.h5").path
-        try ck.write(to: path)
-        let yaml = """
-        name: lin
-        task: linprobe
-        batch_size: 4
-        epochs: 1
-        model:
-          method: saim
-          arch: custom
-          img_size: 16
-          patch_size: 4
-          width: 32
-          depth: 2
-          heads: 4
-          num_classes: 10
-        data:
-          dataset: fashion-mnist
-        """
-        let s = try ConfigLoader.load(yaml: yaml, file: scratch.appendingPathComponent("lin.yaml").path, checkPaths: false)
-        let classifier = DownstreamRunner.buildModel(s, numClasses: 10)
-        try DownstreamRunner.loadEncoder(classifier, from: path)
-        let own = Dictionary(uniqueKeysWithValues: classifier.stateDict().map { ($0.name, $0.tensor) })
+        let own = try downstreamState(loading: m, methodName: "saim", scratch: scratch)
         XCTAssertEqual(own["blocks.1.attn.v.weight"]!.array, m.encoder.blocks[1].attn.v!.weight.array)
         XCTAssertEqual(own["norm.weight"]!.array, m.norm.weight!.array)
     }

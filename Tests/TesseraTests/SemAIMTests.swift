@@ -11,18 +11,7 @@ import TesseraHDF5
 /// files, the EMA model and the config errors.
 final class SemAIMTests: ScratchTestCase {
     func spec(_ model: String, checkPaths: Bool = false, extra: String = "") throws -> ExperimentSpec {
-        let yaml = """
-        name: semaim
-        task: pretrain
-        batch_size: 3
-        epochs: 1
-        model:
-        \(model.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
-        data:
-          dataset: fashion-mnist
-        \(extra)
-        """
-        return try ConfigLoader.load(yaml: yaml, file: scratch.appendingPathComponent("semaim.yaml").path, checkPaths: checkPaths)
+        try loadSpec(model: model, name: "semaim", extra: extra, scratch: scratch, checkPaths: checkPaths)
     }
 
     static let pixelModel = """
@@ -290,30 +279,7 @@ final class SemAIMTests: ScratchTestCase {
     func testSemAIMCheckpointLoadsIntoTheDownstreamEncoder() throws {
         let m = smallSemAIM { $0.useEma = true }
         for (_, t) in m.ema!.stateDict() { for i in 0..<t.count { t.data[i] += 1 } }
-        let ck = Checkpoint(params: Dictionary(uniqueKeysWithValues: m.stateDict().map { ($0.name, $0.tensor) }))
-        let path = scratch.appendingPathComponent("semaim-ck.h5").path
-        try ck.write(to: path)
-        let yaml = """
-        name: lin
-        task: linprobe
-        batch_size: 4
-        epochs: 1
-        model:
-          method: semaim
-          arch: custom
-          img_size: 16
-          patch_size: 4
-          width: 32
-          depth: 2
-          heads: 4
-          num_classes: 10
-        data:
-          dataset: fashion-mnist
-        """
-        let s = try ConfigLoader.load(yaml: yaml, file: scratch.appendingPathComponent("lin.yaml").path, checkPaths: false)
-        let classifier = DownstreamRunner.buildModel(s, numClasses: 10)
-        try DownstreamRunner.loadEncoder(classifier, from: path)
-        let own = Dictionary(uniqueKeysWithValues: classifier.stateDict().map { ($0.name, $0.tensor) })
+        let own = try downstreamState(loading: m, methodName: "semaim", scratch: scratch)
         XCTAssertEqual(own["blocks.1.attn.qkv.weight"]!.array, m.encoder.blocks[1].attn.qkv!.weight.array)
         XCTAssertEqual(own["norm.weight"]!.array, m.model.norm.weight!.array)
     }

@@ -57,6 +57,37 @@ func smallSAIM(share: Bool = false, seed: UInt64 = 3) -> SAIM {
     return SAIM(shape, ViTStyle(layout: .split, posLayout: .mae, clsToken: true), o, rng: &rng)
 }
 
+/// A config of `task` with the given `model:` lines (and any further top-level YAML), on
+/// Fashion-MNIST, loaded as the file `scratch/<name>.yaml` (so errors name that file).
+func loadSpec(model: String, task: String = "pretrain", name: String, batch: Int = 3, extra: String = "",
+              scratch: URL, checkPaths: Bool = false) throws -> ExperimentSpec {
+    let yaml = """
+    name: \(name)
+    task: \(task)
+    batch_size: \(batch)
+    epochs: 1
+    model:
+    \(model.split(separator: "\n").map { "  " + $0 }.joined(separator: "\n"))
+    data:
+      dataset: fashion-mnist
+    \(extra)
+    """
+    return try ConfigLoader.load(yaml: yaml, file: scratch.appendingPathComponent("\(name).yaml").path, checkPaths: checkPaths)
+}
+
+/// Writes `method`'s state dict as a checkpoint, loads it into the downstream encoder of a linear
+/// probe with the same 16 px / width 32 / depth 2 / 4 heads shape, and returns that model's state.
+func downstreamState(loading method: PretrainMethod, methodName: String, scratch: URL) throws -> [String: Tensor] {
+    let ck = Checkpoint(params: Dictionary(uniqueKeysWithValues: method.stateDict().map { ($0.name, $0.tensor) }))
+    let path = scratch.appendingPathComponent("\(methodName)-ck.h5").path
+    try ck.write(to: path)
+    let model = "method: \(methodName)\narch: custom\nimg_size: 16\npatch_size: 4\nwidth: 32\ndepth: 2\nheads: 4\nnum_classes: 10"
+    let s = try loadSpec(model: model, task: "linprobe", name: "lin", batch: 4, scratch: scratch)
+    let classifier = DownstreamRunner.buildModel(s, numClasses: 10)
+    try DownstreamRunner.loadEncoder(classifier, from: path)
+    return Dictionary(uniqueKeysWithValues: classifier.stateDict().map { ($0.name, $0.tensor) })
+}
+
 /// A small SemAIM on 16 px images (4×4 patches, width 32, depth 2, 2 query blocks, 3×3 blur,
 /// norm-pix), attention_center / cls unless `configure` says otherwise.
 func smallSemAIM(seed: UInt64 = 4, _ configure: (inout SemAIM.Options) -> Void = { _ in }) -> SemAIM {
