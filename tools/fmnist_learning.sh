@@ -7,13 +7,17 @@
 #   a random encoder of SAIM's layout (split q/k/v blocks).
 #   SemAIM: the same budget as SAIM (2 epochs, same shape and optimizer) in the semantic order
 #   (attention_center / cls), then k-NN and linear probing beside a random encoder of its layout
-#   (fused qkv). Pass a method name (mae, saim, semaim) to run only that part.
+#   (fused qkv).
+#   CAE: pixel targets (no tokenizer weights here), the same 2-epoch budget, then k-NN, linear and
+#   attentive probing beside a random encoder of CAE's layout (BEiT blocks with layer scale 0.1).
+# Pass a method name (mae, saim, semaim, cae) to run only that part.
 # Runs go under runs/fmnist_learning; finished runs are kept and skipped on a second call.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=runs/fmnist_learning
 
 # run_protocols METHOD CHECKPOINT PROTOCOL... : each protocol on the checkpoint and on a random encoder.
+# EXTRA (environment) holds further --set arguments for every run (CAE: its layer scale).
 run_protocols() {
   local method=$1 ck=$2; shift 2
   local tag=""; [ "$method" = mae ] || tag="_$method"
@@ -23,7 +27,7 @@ run_protocols() {
       [ -f "$OUT/$name/summary.json" ] && continue
       if [ "$init" = pretrained ]; then value="$ck"; else value=null; fi
       ./run.sh "cfgs/$protocol/FMNIST_ViT-T.yaml" --set output_dir=$OUT --set name=$name --set init=$value \
-        --set model.method=$method
+        --set model.method=$method ${EXTRA:-}
     done
   done
 }
@@ -46,6 +50,12 @@ if [ "$ONLY" = all ] || [ "$ONLY" = semaim ]; then
   SEMAIM_CK=runs/FMNIST_ViT-T_SemAIM/checkpoint-2.h5
   [ -f "$SEMAIM_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_SemAIM.yaml
   run_protocols semaim "$SEMAIM_CK" knn lincls
+fi
+
+if [ "$ONLY" = all ] || [ "$ONLY" = cae ]; then
+  CAE_CK=runs/FMNIST_ViT-T_CAE/checkpoint-2.h5
+  [ -f "$CAE_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_CAE.yaml
+  EXTRA="--set model.layer_scale=0.1" run_protocols cae "$CAE_CK" knn lincls attentive
 fi
 
 ./run.sh table $OUT

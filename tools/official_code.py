@@ -48,6 +48,12 @@ PATCHES = [
      "from torch._six import inf",
      "from torch import inf",
      lambda: not _imports("from torch._six import inf")),
+    # the same for CAE's furnace/utils.py, which tools/make_attentive_fixture.py imports for
+    # LP_BatchNorm (its other imports the fixture stubs)
+    ("utils.py",
+     "from torch._six import inf",
+     "from torch import inf",
+     lambda: not _imports("from torch._six import inf")),
     # torch 2.6 made weights_only=True the default of torch.load, which refuses the pickled
     # nn.Module that DALL-E's encoder.pkl is; dall_e/__init__.py's load_model (what CAE's
     # Dalle_VAE.load_model calls) reads it with the old default
