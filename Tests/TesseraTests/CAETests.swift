@@ -143,6 +143,29 @@ final class CAETests: ScratchTestCase {
         XCTAssertTrue(state["alignment_encoder.blocks.1.attn.qkv.weight"] === state["encoder.blocks.1.attn.qkv.weight"])
     }
 
+    /// A CAE checkpoint feeds the downstream encoder (encoder.* names, layer scales); a downstream
+    /// config without the layer scale is refused instead of silently dropping the γ tensors.
+    func testCheckpointFeedsTheDownstreamEncoderOnlyWithItsLayerScale() throws {
+        let s = try spec("method: cae\narch: custom\nimg_size: 16\npatch_size: 4\nwidth: 32\ndepth: 2\nheads: 4\nlayer_scale: 0.1\nnum_mask_patches: 6\ncae_target: pixels")
+        var rng = RandomGenerator(seed: 5)
+        let m = try CAE(s, rng: &rng)
+        let ck = Checkpoint(params: Dictionary(uniqueKeysWithValues: m.stateDict().map { ($0.name, $0.tensor) }))
+        let path = scratch.appendingPathComponent("cae-ck.h5").path
+        try ck.write(to: path)
+        func probe(_ extra: String) throws -> ViTClassifier {
+            let model = "method: cae\narch: custom\nimg_size: 16\npatch_size: 4\nwidth: 32\ndepth: 2\nheads: 4\nnum_classes: 10" + extra
+            return DownstreamRunner.buildModel(try loadSpec(model: model, task: "linprobe", name: "lin", scratch: scratch), numClasses: 10)
+        }
+        let good = try probe("\nlayer_scale: 0.1")
+        try DownstreamRunner.loadEncoder(good, from: path)
+        let own = Dictionary(uniqueKeysWithValues: good.stateDict().map { ($0.name, $0.tensor) })
+        XCTAssertEqual(own["blocks.1.gamma_2"]!.array, m.encoder.blocks[1].gamma2!.array)
+        XCTAssertEqual(own["blocks.0.attn.q_bias"]!.array, m.encoder.blocks[0].attn.qBias!.array)
+        XCTAssertThrowsError(try DownstreamRunner.loadEncoder(try probe(""), from: path)) { e in
+            XCTAssertTrue("\(e)".contains("blocks.0.gamma_1") && "\(e)".contains("layer_scale"), "\(e)")
+        }
+    }
+
     func testBadValuesNameTheKey() throws {
         func fails(_ model: String, key: String, checkPaths: Bool = false, _ line: UInt = #line) {
             XCTAssertThrowsError(try spec(model, checkPaths: checkPaths), line: line) { e in

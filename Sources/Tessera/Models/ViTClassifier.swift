@@ -170,6 +170,21 @@ public final class ViTClassifier: Module {
     /// Maps a pre-training checkpoint's names onto this model (spec §10): keeps `encoder.`-prefixed
     /// or top-level encoder keys (stripping `encoder.`, `module.`, `backbone.`), drops decoder, mask
     /// token and head keys (`loadWeights` then resizes position tables to this model's grid).
+    /// The checkpoint's encoder tensors (`blocks.*`, `patch_embed.*`, `cls_token`, after the prefixes
+    /// `encoderState` strips) that this model has no place for: extra blocks, layer scales or another
+    /// attention layout. Loading would silently drop them.
+    public func unusedEncoderTensors(in state: [String: Tensor]) -> [String] {
+        let own = Set(namedParameters().map(\.name) + namedBuffers().map(\.name))
+        var out: [String] = []
+        for k in state.keys {
+            var name = k
+            for prefix in ["module.", "encoder.", "backbone."] where name.hasPrefix(prefix) { name = String(name.dropFirst(prefix.count)) }
+            let encoderTensor = name.hasPrefix("blocks.") || name.hasPrefix("patch_embed.") || name == "cls_token"
+            if encoderTensor && !own.contains(name) { out.append(name) }
+        }
+        return out.sorted()
+    }
+
     public func encoderState(from state: [String: Tensor]) -> [String: Tensor] {
         let own = Set(namedParameters().map(\.name) + namedBuffers().map(\.name))
         var out: [String: Tensor] = [:]

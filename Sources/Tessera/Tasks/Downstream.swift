@@ -149,7 +149,16 @@ public final class DownstreamRunner {
     /// `ViTClassifier.encoderState(from:)`, loaded non-strictly; every encoder parameter must be
     /// present with the right shape (head and fc_norm are new and exempt).
     public static func loadEncoder(_ model: ViTClassifier, from path: String) throws {
-        try loadWeights(into: model, from: path, map: model.encoderState(from:), exempt: ViTClassifier.isNewInDownstream)
+        var unused: [String] = []
+        try loadWeights(into: model, from: path, map: { state in
+            unused = model.unusedEncoderTensors(in: state)
+            return model.encoderState(from: state)
+        }, exempt: ViTClassifier.isNewInDownstream)
+        if !unused.isEmpty {
+            let shown = unused.prefix(6).joined(separator: ", ") + (unused.count > 6 ? ", … (\(unused.count) in all)" : "")
+            throw CheckpointError(description: "tessera: \(path): the checkpoint has encoder tensor(s) the model has no place for: \(shown) "
+                                  + "(check model.depth/layer_scale/block/method against the config that wrote it)")
+        }
     }
 
     /// Linear probe: the head's parameters only (encoder frozen). Fine-tune: layer-wise lr decay groups
