@@ -104,7 +104,7 @@ public enum ConfigSchema {
               "classifier outputs for downstream tasks; 0 = number of classes in the dataset",
               aka: ["nb_classes", "classes"]),
         .make("model.mask_ratio", \.model.maskRatio, .value(0.75), .range(0, 1, openHigh: true),
-              "MAE/MAE-priv: fraction of patches removed; visible = L − int(L·ratio)", aka: ["mask"]),
+              "MAE/MAE-priv: fraction of patches removed; visible = L − int(L·ratio); pre-training needs at least one masked and one visible patch", aka: ["mask"]),
         .make("model.norm_pix_loss", \.model.normPixLoss, .value(true),
               "normalise each target patch by its own mean and variance", aka: ["normlize_target", "normalize_target"]),
         .make("model.target_norm", \.model.targetNorm,
@@ -154,7 +154,7 @@ public enum ConfigSchema {
               .derived("half the patches: (img_size/patch_size)² / 2") { spec, _ in
                   let side = spec.model.patchSize > 0 ? spec.model.imgSize / spec.model.patchSize : 0
                   return side * side / 2
-              }, .greaterThan(0), "CAE: masked patches per image"),
+              }, .atLeast(0), "CAE: masked patches per image (at least 1 in CAE pre-training)"),
         .make("model.align_loss_weight", \.model.alignLossWeight, .value(2.0), .atLeast(0),
               "CAE: weight of the latent alignment MSE"),
         .make("model.mask_generator", \.model.maskGenerator, .value(.block), "CAE: mask shape"),

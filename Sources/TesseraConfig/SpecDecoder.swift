@@ -127,8 +127,12 @@ struct SpecDecoder {
 
     private func crossCheck(checkPaths: Bool) throws {
         let m = spec.model
-        if spec.name.isEmpty || spec.name.contains("/") {
-            throw failure(["name"], "must be a non-empty name without '/', got '\(spec.name)'")
+        if spec.name.isEmpty || spec.name.contains("/") || spec.name.contains("\\") || spec.name == "." || spec.name == ".." {
+            throw failure(["name"], "must be a plain name (not '.' or '..', no '/'), got '\(spec.name)'")
+        }
+        if Int(Double(m.width) * m.mlpRatio) < 1 {
+            throw failure(["model.mlp_ratio", "model.width"],
+                          "\(m.mlpRatio) gives an MLP hidden width of \(Int(Double(m.width) * m.mlpRatio)) for width \(m.width); it must be at least 1")
         }
         if spec.task.trains && spec.epochs < 1 {
             throw failure(["epochs"], "must be ≥ 1 for task \(spec.task.rawValue), got \(spec.epochs)")
@@ -173,6 +177,14 @@ struct SpecDecoder {
                           "data.input_size \(spec.data.inputSize) differs from model.img_size \(m.imgSize)")
         }
         let patches = spec.numPatches
+        if spec.task == .pretrain && (m.method == .mae || m.method == .maePriv) && Int(Double(patches) * m.maskRatio) < 1 {
+            throw failure(["model.mask_ratio"],
+                          "\(m.maskRatio) masks no patch out of \(patches), so MAE's loss (a mean over the masked patches) has nothing to average")
+        }
+        if m.method == .cae && spec.task == .pretrain && m.numMaskPatches < 1 {
+            throw failure(["model.num_mask_patches", "model.img_size", "model.patch_size"],
+                          "must be at least 1 (of \(patches) patches), got \(m.numMaskPatches)")
+        }
         if spec.task == .pretrain && (m.method == .mae || m.method == .maePriv)
             && Int(Double(patches) * (1 - m.maskRatio)) < 1 {
             throw failure(["model.mask_ratio"], "\(m.maskRatio) leaves no visible patch out of \(patches)")
@@ -206,10 +218,6 @@ struct SpecDecoder {
                 throw failure(["model.use_ema", "model.predict_feature"],
                               "use_ema with a \(m.predictFeature.rawValue) teacher: the teacher already picks the order and the targets (as in the official code, these exclude each other)")
             }
-        }
-        if m.method == .cae && spec.task == .pretrain && m.caeTarget == .dvae && m.tokenizer == nil {
-            throw failure(["model.tokenizer", "model.cae_target"],
-                          "cae_target dvae needs model.tokenizer, the DALL-E encoder converted by tools/dalle_to_h5.py (or model.cae_target: pixels)")
         }
         if m.method == .cae && spec.task == .pretrain && m.caeTarget == .dvae && spec.augment.tokenizerSize != 8 * spec.gridSize {
             throw failure(["augment.tokenizer_size"],

@@ -173,7 +173,11 @@ final class CAETests: ScratchTestCase {
             }
         }
         let base = "method: cae\narch: custom\nimg_size: 32\npatch_size: 4\nwidth: 32\ndepth: 2\nheads: 4\nnum_mask_patches: 8"
-        fails(base, key: "model.tokenizer")
+        // No tokenizer: the config loads (other tasks read it too); building the model stops.
+        var r0 = RandomGenerator(seed: 0)
+        XCTAssertThrowsError(try CAE(try spec(base), rng: &r0)) { e in
+            XCTAssertTrue("\(e)".contains("model.tokenizer") && "\(e)".contains("dalle_to_h5.py"), "\(e)")
+        }
         fails(base + "\ntokenizer: /nonexistent/dvae.h5", key: "model.tokenizer", checkPaths: true)
         fails(base.replacingOccurrences(of: "num_mask_patches: 8", with: "num_mask_patches: 64") + "\ncae_target: pixels", key: "model.num_mask_patches")
         var rng = RandomGenerator(seed: 0)
