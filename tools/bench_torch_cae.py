@@ -52,11 +52,9 @@ or is a git directory of the official repository, which is then exported (HEAD) 
 folder (tools/official_code.py). furnace.utils, which modeling_finetune imports for linear probing,
 is a stub that raises on use (the real one needs tensorboardX and CAE v2's CLIP); while the official
 forward runs, Tensor.cuda is the identity (the model moves rd_pos_embed with .cuda() unconditionally).
+The command line and the timed loop are tools/bench_torch_common.py's.
 """
-import argparse
-import contextlib
 import json
-import os
 import sys
 import tempfile
 import types
@@ -69,11 +67,15 @@ import torch.nn.functional as F
 from timm.layers import Mlp, PatchEmbed
 from timm.models.beit import Block as BeitBlock
 
-from bench_torch_common import patchify, rss_bytes, train_and_report
+import bench_torch_common
+from bench_torch_common import norm_pix_target
+from official_code import cuda_is_identity, exported_or_export, import_exported, stub_modules
 
 NORM = partial(nn.LayerNorm, eps=1e-6)
 LAYER_SCALE = 0.1
 ALIGN_LOSS_WEIGHT = 2.0
+# the options besides bench_torch_common's
+FLAGS = [("dec-width", 192), ("dec-depth", 4), ("dec-heads", 3), ("regressor-depth", 4), ("mask-count", 32)]
 
 
 def beit_blocks(n, d, heads, sdpa):
@@ -220,10 +222,7 @@ class CAE(nn.Module):
         return pred, latent_predict, latent_target
 
     def pixel_targets(self, imgs):
-        target = patchify(imgs, self.p)
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        return (target - mean) / (var + 1e-6) ** 0.5
+        return norm_pix_target(imgs, self.p)
 
     def forward(self, imgs, noise):
         masked, visible = self.masks(noise)
@@ -237,46 +236,12 @@ class CAE(nn.Module):
 SOURCES = ["models/modeling_cae.py", "models/modeling_cae_helper.py", "models/modeling_finetune.py"]
 
 
-class _Unavailable(types.ModuleType):
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def unavailable(*args, **kwargs):
-            raise AssertionError(f"{self.__name__}.{name} used: the check's {self.__name__} is a stub")
-        return unavailable
-
-
 def _import_official(path, tmp):
-    if not os.path.exists(os.path.join(path, "models", "modeling_cae.py")):
-        import official_code   # path is a git directory of Atten4Vis/CAE: export HEAD
-        print(f"exported CAE {official_code.export(path, 'HEAD', SOURCES, tmp)} into {tmp}", file=sys.stderr)
-        path = tmp
-    import timm  # noqa: F401  (before the stubs)
-    furnace = sys.modules.setdefault("furnace", types.ModuleType("furnace"))
-    furnace.utils = sys.modules["furnace.utils"] = _Unavailable("furnace.utils")
-    sys.path.insert(0, path)
-    try:
-        import models.modeling_cae as mod
-    finally:
-        sys.path.remove(path)
-    assert os.path.abspath(mod.__file__).startswith(os.path.abspath(path)), mod.__file__
+    path = exported_or_export(path, SOURCES, tmp, "CAE")
+    stub_modules(always=["furnace.utils"])   # furnace/ itself is not exported: an empty package holds it
+    sys.modules.setdefault("furnace", types.ModuleType("furnace")).utils = sys.modules["furnace.utils"]
+    mod, = import_exported(path, "models.modeling_cae")
     return mod
-
-
-@contextlib.contextmanager
-def _cuda_is_identity():
-    saved, calls = torch.Tensor.cuda, []
-
-    def cuda(self, *args, **kwargs):
-        calls.append(args)
-        return self
-
-    torch.Tensor.cuda = cuda
-    try:
-        yield calls
-    finally:
-        torch.Tensor.cuda = saved
 
 
 def check_against_official(a, path):
@@ -307,7 +272,7 @@ def check_against_official(a, path):
     bool_masked_pos = torch.zeros(a.batch, mine.L, dtype=torch.bool).scatter_(1, masked, True)
     mine.train()
     official.train()
-    with _cuda_is_identity() as calls:
+    with cuda_is_identity() as calls:
         logits, ref_predict, ref_target = official(imgs, bool_masked_pos=bool_masked_pos)
     assert calls, "the official model no longer calls Tensor.cuda"
     targets = mine.pixel_targets(imgs)[bool_masked_pos]
@@ -331,24 +296,5 @@ def check_against_official(a, path):
     assert out["rel_diff"] <= 1e-5, f"loss {out['loss']} vs official {out['official_loss']}"
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    for k, v in [("width", 192), ("depth", 12), ("heads", 3), ("img", 32), ("patch", 4), ("dec-width", 192),
-                 ("dec-depth", 4), ("dec-heads", 3), ("regressor-depth", 4), ("mask-count", 32),
-                 ("batch", 128), ("steps", 10), ("warmup", 3), ("threads", 2)]:
-        ap.add_argument("--" + k, type=int, default=v)
-    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
-    ap.add_argument("--attention", choices=["sdpa", "explicit"], default="sdpa")
-    ap.add_argument("--check-against-official", metavar="DIR")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    if a.check_against_official:
-        return check_against_official(a, a.check_against_official)
-    torch.manual_seed(0)
-    base = rss_bytes()
-    model = CAE(a)
-    train_and_report(model, a, model.L, base)
-
-
 if __name__ == "__main__":
-    main()
+    bench_torch_common.main(CAE, FLAGS, check=check_against_official)

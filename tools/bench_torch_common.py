@@ -1,21 +1,36 @@
-"""What the PyTorch benchmark scripts of `tessera bench train` share: the peak-memory measure and the
-timed training loop, so every method's PyTorch row is measured the same way.
+"""What the PyTorch benchmark scripts of `tessera bench train` share: the command line, the
+peak-memory measure and the timed training loop, so every method's PyTorch row is measured the same way.
+
+`main(build, flags, floats=(), attention=True, check=None, compile=torch.compile)` is a script's
+whole main: the integer options --width 192 --depth 12 --heads 3 --img 32 --patch 4 (MODEL_FLAGS),
+then the script's own `flags`, then --batch 128 --steps 10 --warmup 3 --threads 2 (RUN_FLAGS), the
+float options `floats`, --mode eager|compile (default eager), --attention sdpa|explicit (default
+sdpa; unless attention=False) and, when the script has a `check(args, dir)`,
+--check-against-official DIR, which runs that check instead of benchmarking. Otherwise it sets
+torch's threads, seeds 0, takes the resident size, builds `build(args)` and calls train_and_report.
 
 `train_and_report(model, args, noise_len, base)` builds AdamW (lr 1e-4, betas 0.9/0.95, wd 0.05),
 compiles the model when args.mode == "compile" (as `compile(model)`: torch.compile unless the script
 passes its own, e.g. one compiling the parts of a step that should not be one graph), then runs
 args.warmup untimed and args.steps timed steps of forward(images, noise) + backward + step +
-zero_grad on fixed synthetic images, drawing the noise before each timed region, and prints one
-JSON line
+zero_grad on fixed synthetic images, drawing the noise (batch, noise_len; main passes model.L)
+before each timed region, and prints one JSON line
   {"images_per_s": ..., "step_seconds": [...], "peak_bytes": ..., "threads": ..., "loss": ...}
 peak_bytes is the growth of the process's peak resident set over `base` (taken just before the
 model was built), the same measure Tessera reports.
+
+`norm_pix_target(imgs, p)` is the norm-pix pixel target of MAE / SAIM / SemAIM / CAE: every
+patch (patchify order) minus its mean, over sqrt(its unbiased variance + 1e-6).
 """
+import argparse
 import json
 import resource
 import time
 
 import torch
+
+MODEL_FLAGS = [("width", 192), ("depth", 12), ("heads", 3), ("img", 32), ("patch", 4)]
+RUN_FLAGS = [("batch", 128), ("steps", 10), ("warmup", 3), ("threads", 2)]
 
 
 def patchify(imgs, p):
@@ -24,6 +39,13 @@ def patchify(imgs, p):
     h, w = hh // p, ww // p
     x = imgs.reshape(b, c, h, p, w, p)
     return torch.einsum("nchpwq->nhwpqc", x).reshape(b, h * w, p * p * c)
+
+
+def norm_pix_target(imgs, p):
+    target = patchify(imgs, p)
+    mean = target.mean(dim=-1, keepdim=True)
+    var = target.var(dim=-1, keepdim=True)
+    return (target - mean) / (var + 1e-6) ** 0.5
 
 
 def rss_bytes():
@@ -48,3 +70,24 @@ def train_and_report(model, args, noise_len, base, compile=torch.compile):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"images_per_s": args.batch * len(times) / sum(times), "step_seconds": times,
                       "peak_bytes": peak - base, "threads": torch.get_num_threads(), "loss": float(loss.detach())}))
+
+
+def main(build, flags, floats=(), attention=True, check=None, compile=torch.compile):
+    ap = argparse.ArgumentParser()
+    for k, v in MODEL_FLAGS + list(flags) + RUN_FLAGS:
+        ap.add_argument("--" + k, type=int, default=v)
+    for k, v in floats:
+        ap.add_argument("--" + k, type=float, default=v)
+    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
+    if attention:
+        ap.add_argument("--attention", choices=["sdpa", "explicit"], default="sdpa")
+    if check is not None:
+        ap.add_argument("--check-against-official", metavar="DIR")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    if check is not None and a.check_against_official:
+        return check(a, a.check_against_official)
+    torch.manual_seed(0)
+    base = rss_bytes()
+    model = build(a)
+    train_and_report(model, a, model.L, base, compile=compile)

@@ -1,19 +1,21 @@
 """PyTorch side of `tessera bench train`: times MAE pre-training steps (forward, backward, AdamW) of
 the official MAE model structure on synthetic images, eager or torch.compile, and prints one JSON line
-  {"images_per_s": ..., "step_seconds": [...], "peak_bytes": ..., "threads": ...}
+  {"images_per_s": ..., "step_seconds": [...], "peak_bytes": ..., "threads": ..., "loss": ...}
 peak_bytes is the growth of the process's peak resident set over its size just before the model is
 built (so the PyTorch libraries themselves are not counted), the same measure Tessera reports.
 
 Usage: python3 tools/bench_torch_mae.py --width 192 --depth 12 --heads 3 --img 32 --patch 4 \
          --dec-width 128 --dec-depth 2 --dec-heads 4 --batch 128 --steps 10 --warmup 3 --mode eager
+(also --threads 2 and --mask-ratio 0.75 by default). The command line and the timed loop are
+tools/bench_torch_common.py's.
 """
-import argparse
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench_torch_common import patchify, rss_bytes, train_and_report
+import bench_torch_common
+from bench_torch_common import norm_pix_target
 
 
 class Block(nn.Module):
@@ -86,28 +88,11 @@ class MAE(nn.Module):
         for blk in self.decoder_blocks:
             x = blk(x)
         pred = self.decoder_pred(self.decoder_norm(x))[:, 1:]
-        target = patchify(imgs, self.p)
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1e-6) ** 0.5
+        target = norm_pix_target(imgs, self.p)
         loss = ((pred - target) ** 2).mean(dim=-1)
         return (loss * mask).sum() / mask.sum()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    for k, v in [("width", 192), ("depth", 12), ("heads", 3), ("img", 32), ("patch", 4), ("dec-width", 128),
-                 ("dec-depth", 2), ("dec-heads", 4), ("batch", 128), ("steps", 10), ("warmup", 3), ("threads", 2)]:
-        ap.add_argument("--" + k, type=int, default=v)
-    ap.add_argument("--mask-ratio", type=float, default=0.75)
-    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    base = rss_bytes()
-    model = MAE(a)
-    train_and_report(model, a, (a.img // a.patch) ** 2, base)
-
-
 if __name__ == "__main__":
-    main()
+    bench_torch_common.main(MAE, [("dec-width", 128), ("dec-depth", 2), ("dec-heads", 4)], [("mask-ratio", 0.75)],
+                            attention=False)

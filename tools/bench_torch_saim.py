@@ -16,11 +16,14 @@ Usage: python3 tools/bench_torch_saim.py --width 192 --depth 12 --heads 3 --img 
 --kernel 0 disables the Gaussian blur of the target. --attention explicit spells out
 softmax(q·kᵀ·scale + mask)·v as the official code does; sdpa uses F.scaled_dot_product_attention
 with the same additive float mask.
---check-against-official DIR (DIR holds the official models_saim.py and util/) compares this model's
-loss with the official SaimViT's on the same weights and noise instead of benchmarking.
+--check-against-official DIR compares this model's loss with the official SaimViT's on the same
+weights and noise instead of benchmarking. DIR holds the exported official sources (models_saim.py,
+util/blocks.py, util/pos_embed.py) or is a git directory of the official repository, which is then
+exported (HEAD) into a temporary folder (tools/official_code.py); the official torch.rand returns
+this script's noise. The command line and the timed loop are tools/bench_torch_common.py's.
 """
-import argparse
 import json
+import tempfile
 
 import torch
 import torch.nn as nn
@@ -28,7 +31,14 @@ import torch.nn.functional as F
 
 from timm.layers import Mlp, PatchEmbed
 
-from bench_torch_common import patchify, rss_bytes, train_and_report
+import bench_torch_common
+from bench_torch_common import norm_pix_target
+from official_code import exported_or_export, fed, import_exported
+
+# the options of bench_torch_saim.py and bench_torch_semaim.py besides bench_torch_common's
+FLAGS = [("query-depth", 12), ("kernel", 3)]
+FLOATS = [("sigma", 1.0)]
+SOURCES = ["models_saim.py", "util/blocks.py", "util/pos_embed.py"]
 
 
 class Attention(nn.Module):
@@ -98,7 +108,10 @@ def permutation_masks(noise):
 
 
 class SAIM(nn.Module):
-    def __init__(self, a):
+    """The two-stream model; `block(d, heads, sdpa)` builds the content-stream blocks (this file's
+    Block, or timm's for bench_torch_semaim.py's SemAIM, which overrides `content` to call them)."""
+
+    def __init__(self, a, block=Block):
         super().__init__()
         assert a.depth % a.query_depth == 0
         self.p = a.patch
@@ -107,7 +120,7 @@ class SAIM(nn.Module):
         self.cls_token = nn.Parameter(torch.randn(1, 1, a.width) * 0.02)
         self.register_buffer("pos_embed", torch.randn(1, self.L + 1, a.width) * 0.02)
         sdpa = a.attention == "sdpa"
-        self.blocks = nn.ModuleList(Block(a.width, a.heads, sdpa) for _ in range(a.depth))
+        self.blocks = nn.ModuleList(block(a.width, a.heads, sdpa) for _ in range(a.depth))
         self.query_blocks = nn.ModuleList(Block(a.width, a.heads, sdpa) for _ in range(a.query_depth))
         self.step = a.depth // a.query_depth
         self.norm = nn.LayerNorm(a.width, eps=1e-6)
@@ -116,31 +129,36 @@ class SAIM(nn.Module):
         if a.kernel > 0:
             self.register_buffer("blur", gaussian_kernel(a.kernel, a.sigma))
 
-    def forward(self, imgs, noise):
-        b = imgs.shape[0]
-        mask_h, mask_g = permutation_masks(noise)
+    def tokens(self, imgs):
         x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
-        h = torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1), x], 1)
-        g = self.pos_embed.expand(b, -1, -1)
+        return torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1), x], 1)
+
+    def content(self, blk, h, mask):
+        return blk(h, mask=mask)
+
+    def two_stream_loss(self, imgs, score):
+        """Both streams ordered by `score` (B, L), the pixel loss (blurred norm-pix target, L2 mean)."""
+        mask_h, mask_g = permutation_masks(score)
+        h = self.tokens(imgs)
+        g = self.pos_embed.expand(imgs.shape[0], -1, -1)
         for i, blk in enumerate(self.blocks):
-            h = blk(h, mask=mask_h)
+            h = self.content(blk, h, mask_h)
             if (i + 1) % self.step == 0:
                 g = self.query_blocks[i // self.step](g, h, mask=mask_g)
         pred = self.prediction_head(self.norm(g))[:, 1:]
         if self.kernel > 0:
             imgs = F.conv2d(imgs, self.blur, padding=self.kernel // 2, groups=3)
-        target = patchify(imgs, self.p)
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1e-6) ** 0.5
+        target = norm_pix_target(imgs, self.p)
         return ((pred - target) ** 2).mean()
+
+    def forward(self, imgs, noise):
+        return self.two_stream_loss(imgs, noise)
 
 
 def check_against_official(a, path):
     """One-off: same weights and noise through the official SaimViT; prints both losses."""
-    import sys
-    sys.path.insert(0, path)
-    import models_saim
+    with tempfile.TemporaryDirectory() as tmp:
+        models_saim, = import_exported(exported_or_export(path, SOURCES, tmp, "SAIM"), "models_saim")
     torch.manual_seed(0)
     mine = SAIM(a)
     official = models_saim.SaimViT(img_size=a.img, patch_size=a.patch, embed_dim=a.width, depth=a.depth,
@@ -150,34 +168,11 @@ def check_against_official(a, path):
     official.load_state_dict(sd, strict=True)
     imgs = torch.randn(a.batch, 3, a.img, a.img)
     noise = torch.rand(a.batch, mine.L)
-    rand = torch.rand
-    models_saim.torch.rand = lambda *args, **kw: noise.clone()
-    try:
+    with fed(models_saim, [noise]):
         ref = float(official(imgs))
-    finally:
-        models_saim.torch.rand = rand
     ours = float(mine(imgs, noise))
     print(json.dumps({"official_loss": ref, "loss": ours, "rel_diff": abs(ours - ref) / abs(ref)}))
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    for k, v in [("width", 192), ("depth", 12), ("heads", 3), ("img", 32), ("patch", 4), ("query-depth", 12),
-                 ("batch", 128), ("steps", 10), ("warmup", 3), ("threads", 2), ("kernel", 3)]:
-        ap.add_argument("--" + k, type=int, default=v)
-    ap.add_argument("--sigma", type=float, default=1.0)
-    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
-    ap.add_argument("--attention", choices=["sdpa", "explicit"], default="sdpa")
-    ap.add_argument("--check-against-official", metavar="DIR")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    if a.check_against_official:
-        return check_against_official(a, a.check_against_official)
-    torch.manual_seed(0)
-    base = rss_bytes()
-    model = SAIM(a)
-    train_and_report(model, a, model.L, base)
-
-
 if __name__ == "__main__":
-    main()
+    bench_torch_common.main(SAIM, FLAGS, FLOATS, check=check_against_official)

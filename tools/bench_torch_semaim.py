@@ -26,11 +26,13 @@ the official Block_SelfMask, same parameter names): in timm 1.0.31 Block.forward
 passes an additive float mask to Attention.forward, which adds it to the logits (explicit path) or
 hands it to F.scaled_dot_product_attention (fused path). Query-stream blocks are the split q/k/v
 cross blocks of bench_torch_saim.py (one norm1 applied to the query and to the key/value input; the
-official Block_SelfCrossMask applies it twice to the same key/value tensor, one LayerNorm more).
+official Block_SelfCrossMask applies it twice to the same key/value tensor, one LayerNorm more): the
+model is bench_torch_saim.py's SAIM (its two-stream forward and loss) with timm content blocks, the
+order pass and the attention_center score added.
 
 The whole step is one call of SemAIM.forward(imgs, noise), which train_and_report times. forward
 itself switches eval / no_grad / train around the order pass, in Python. For --mode compile the two
-halves are compiled separately (`compile_parts`, handed to train_and_report as its `compile`):
+halves are compiled separately (`compile_parts`, which train_and_report gets as its `compile`):
 encode (the order pass, returning tokens, cls attention and the block attention, like the official
 forward_encoder) and aim_loss (permutation, masks, two-stream forward, loss), each one graph called
 always in the same mode (eval + no_grad, train + grad), so no graph holds mode switches and none
@@ -52,13 +54,10 @@ is then exported (HEAD) into a temporary folder. While the official code runs, T
 identity and its one torch.rand(B, L) returns this script's uniforms. AimViT.__init__ fills a
 split_matrix written for a 14x14 grid and raises IndexError on smaller grids (e.g. img 32 / patch 4);
 the check then allocates that matrix with 14 rows (only the stochastic_center / attention_guided
-orders read it) and reports "split_matrix_padded": true.
+orders read it) and reports "split_matrix_padded": true. The command line (the options of
+bench_torch_saim.py) and the timed loop are tools/bench_torch_common.py's.
 """
-import argparse
-import contextlib
 import json
-import os
-import sys
 import tempfile
 from functools import partial
 
@@ -66,46 +65,32 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from timm.layers import Mlp, PatchEmbed
 from timm.models.vision_transformer import Block as TimmBlock
 
-from bench_torch_common import patchify, rss_bytes, train_and_report
-from bench_torch_saim import Block as CrossBlock, gaussian_kernel, permutation_masks
+import bench_torch_common
+from bench_torch_saim import FLAGS, FLOATS, SAIM
+from official_code import TorchStandIn, cuda_is_identity, exported_or_export, fed, import_exported, torch_of
 
 
-class SemAIM(nn.Module):
+def timm_block(d, heads, sdpa):
+    blk = TimmBlock(d, heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
+    blk.attn.fused_attn = sdpa
+    return blk
+
+
+class SemAIM(SAIM):
     def __init__(self, a):
-        super().__init__()
-        assert a.depth % a.query_depth == 0
-        self.p = a.patch
-        self.patch_embed = PatchEmbed(a.img, a.patch, 3, a.width)
-        self.L = self.patch_embed.num_patches
+        super().__init__(a, block=timm_block)
         self.grid = a.img // a.patch
         self.heads = a.heads
-        self.cls_token = nn.Parameter(torch.randn(1, 1, a.width) * 0.02)
-        self.register_buffer("pos_embed", torch.randn(1, self.L + 1, a.width) * 0.02)
-        sdpa = a.attention == "sdpa"
-        self.blocks = nn.ModuleList(
-            TimmBlock(a.width, a.heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
-            for _ in range(a.depth))
-        for blk in self.blocks:
-            blk.attn.fused_attn = sdpa
-        self.query_blocks = nn.ModuleList(CrossBlock(a.width, a.heads, sdpa) for _ in range(a.query_depth))
-        self.step = a.depth // a.query_depth
-        self.norm = nn.LayerNorm(a.width, eps=1e-6)
-        self.prediction_head = Mlp(a.width, 4 * a.width, a.patch * a.patch * 3)
-        self.kernel = a.kernel
-        if a.kernel > 0:
-            self.register_buffer("blur", gaussian_kernel(a.kernel, a.sigma))
         # (row, col) of every patch, float like the official `coordinates`; not part of the state
         idx = torch.arange(self.L)
         self.register_buffer("rows", (idx // self.grid).float(), persistent=False)
         self.register_buffer("cols", (idx % self.grid).float(), persistent=False)
         self.encode_fn, self.aim_loss_fn = self.encode, self.aim_loss
 
-    def tokens(self, imgs):
-        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
-        return torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(x.shape[0], -1, -1), x], 1)
+    def content(self, blk, h, mask):
+        return blk(h, attn_mask=mask)
 
     def encode(self, imgs):
         """Official forward_encoder (no masks): (normed tokens, cls attention (B,L), block attention (B,L))."""
@@ -130,21 +115,7 @@ class SemAIM(nn.Module):
         return ((self.rows - cr) ** 2 + (self.cols - cc) ** 2) ** 0.5 + noise * 1e-3
 
     def aim_loss(self, imgs, attention, noise):
-        mask_h, mask_g = permutation_masks(self.order(attention, noise))
-        h = self.tokens(imgs)
-        g = self.pos_embed.expand(imgs.shape[0], -1, -1)
-        for i, blk in enumerate(self.blocks):
-            h = blk(h, attn_mask=mask_h)
-            if (i + 1) % self.step == 0:
-                g = self.query_blocks[i // self.step](g, h, mask=mask_g)
-        pred = self.prediction_head(self.norm(g))[:, 1:]
-        if self.kernel > 0:
-            imgs = F.conv2d(imgs, self.blur, padding=self.kernel // 2, groups=3)
-        target = patchify(imgs, self.p)
-        mean = target.mean(dim=-1, keepdim=True)
-        var = target.var(dim=-1, keepdim=True)
-        target = (target - mean) / (var + 1e-6) ** 0.5
-        return ((pred - target) ** 2).mean()
+        return self.two_stream_loss(imgs, self.order(attention, noise))
 
     def forward(self, imgs, noise):
         training = self.training
@@ -167,54 +138,20 @@ def compile_parts(model):
 SOURCES = ["models/models_semaim.py", "util/blocks.py", "util/pos_embed.py"]
 
 
-class _Stand_in:
-    """The `torch` seen by models_semaim: torch, with `rand` and (while constructing) `zeros` replaced."""
+class _PaddedSplitMatrix(TorchStandIn):
+    """The `torch` models_semaim sees while AimViT is built: no rand, and zeros((grid, 2, 4)) with 14 rows."""
 
-    def __init__(self, rand=None, grid=None):
-        self._rand, self._grid, self.rand_calls = rand, grid, []
-
-    def rand(self, *size, **kw):
-        assert self._rand is not None and not kw, "unexpected torch.rand in the official code"
-        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) else size
-        self.rand_calls.append(shape)
-        assert len(self.rand_calls) == 1 and shape == tuple(self._rand.shape), self.rand_calls
-        return self._rand.clone()
+    def __init__(self, grid):
+        super().__init__()
+        self._grid = grid
 
     def zeros(self, *size, **kw):
         # AimViT.__init__ fills a (grid, 2, 4) split_matrix for a hard-coded 14x14 grid (rows 0..13);
         # with a smaller grid that raises IndexError. Only the centre types that are not attention_center
         # read it, so for the check it is simply allocated with 14 rows.
-        if self._grid is not None and size == ((self._grid, 2, 4),) and self._grid < 14:
+        if size == ((self._grid, 2, 4),) and self._grid < 14:
             return torch.zeros((14, 2, 4), **kw)
         return torch.zeros(*size, **kw)
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-
-@contextlib.contextmanager
-def _official_torch(module, stand_in):
-    saved_torch, saved_cuda = module.torch, torch.Tensor.cuda
-    module.torch = stand_in
-    torch.Tensor.cuda = lambda self, *a, **k: self   # the official code calls .cuda() unconditionally
-    try:
-        yield stand_in
-    finally:
-        module.torch = saved_torch
-        torch.Tensor.cuda = saved_cuda
-
-
-def _import_official(path, tmp):
-    if not os.path.exists(os.path.join(path, "models", "models_semaim.py")):
-        import official_code   # path is a git directory of skyoux/SemAIM: export HEAD
-        print(f"exported SemAIM {official_code.export(path, 'HEAD', SOURCES, tmp)} into {tmp}", file=sys.stderr)
-        path = tmp
-    sys.path.insert(0, path)
-    try:
-        import models.models_semaim as mod
-    finally:
-        sys.path.remove(path)
-    return mod
 
 
 def check_against_official(a, path):
@@ -222,11 +159,11 @@ def check_against_official(a, path):
     engine (eval + no_grad forward_encoder, train, model(imgs, None, attention)); prints both losses
     and fails unless they agree within 1e-5 relative."""
     with tempfile.TemporaryDirectory() as tmp:
-        mod = _import_official(path, tmp)
+        mod, = import_exported(exported_or_export(path, SOURCES, tmp, "SemAIM"), "models.models_semaim")
     torch.manual_seed(0)
     mine = SemAIM(a)
     grid = a.img // a.patch
-    with _official_torch(mod, _Stand_in(grid=grid)):
+    with torch_of(mod, _PaddedSplitMatrix(grid)), cuda_is_identity():
         official = mod.AimViT(img_size=a.img, patch_size=a.patch, in_chans=3, embed_dim=a.width, depth=a.depth,
                               num_heads=a.heads, mlp_ratio=4.0, drop_path_rate=0.0, query_depth=a.query_depth,
                               permutation_type="attention_center", attention_type="cls",
@@ -242,9 +179,9 @@ def check_against_official(a, path):
     with torch.no_grad():
         ref_tokens, ref_attention, ref_self = official(imgs, forward_encoder=True)
     official.train()
-    with _official_torch(mod, _Stand_in(rand=noise)) as fake:
+    with cuda_is_identity(), fed(mod, [noise]) as fake:   # the official code calls .cuda() unconditionally
         ref_loss, ref_score, _ = official(imgs, None, ref_attention.detach())
-    assert fake.rand_calls == [(a.batch, mine.L)], fake.rand_calls
+    assert fake.calls == [(a.batch, mine.L)], fake.calls
 
     mine.eval()
     with torch.no_grad():
@@ -267,24 +204,5 @@ def check_against_official(a, path):
     assert out["rel_diff"] <= 1e-5, f"loss {out['loss']} vs official {out['official_loss']}"
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    for k, v in [("width", 192), ("depth", 12), ("heads", 3), ("img", 32), ("patch", 4), ("query-depth", 12),
-                 ("batch", 128), ("steps", 10), ("warmup", 3), ("threads", 2), ("kernel", 3)]:
-        ap.add_argument("--" + k, type=int, default=v)
-    ap.add_argument("--sigma", type=float, default=1.0)
-    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
-    ap.add_argument("--attention", choices=["sdpa", "explicit"], default="sdpa")
-    ap.add_argument("--check-against-official", metavar="DIR")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    if a.check_against_official:
-        return check_against_official(a, a.check_against_official)
-    torch.manual_seed(0)
-    base = rss_bytes()
-    model = SemAIM(a)
-    train_and_report(model, a, model.L, base, compile=compile_parts)
-
-
 if __name__ == "__main__":
-    main()
+    bench_torch_common.main(SemAIM, FLAGS, FLOATS, check=check_against_official, compile=compile_parts)

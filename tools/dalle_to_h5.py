@@ -38,7 +38,7 @@ The root group gets the attributes `format=tessera-checkpoint-v1`, `source=<inpu
 read from the module's attributes when IN is a pickled module (and checked against the weights),
 else inferred from the shapes (n_blk_per_group and group_count from the block names). An input
 that is not such an encoder stops with one line `error: ...` naming the missing entries. The
-output is written to a temporary file and renamed.
+output is written to a temporary file and renamed (tools/h5_checkpoint.py).
 """
 import argparse
 import json
@@ -46,16 +46,13 @@ import os
 import re
 import sys
 
-import h5py
-import numpy as np
 import torch
 
-FORMAT = "tessera-checkpoint-v1"
+from h5_checkpoint import (check_shape, describe_keys, fail, float32_array, is_state_dict, require, torch_load,
+                           write_checkpoint)
+
 CONFIG_KEYS = ("group_count", "n_hid", "n_blk_per_group", "input_channels", "vocab_size")
-
-
-def fail(message):
-    raise SystemExit(f"error: {message}")
+ENCODER = "DALL-E encoder"
 
 
 # ----------------------------------------------------------------------------- loading
@@ -67,13 +64,8 @@ def load(path, dall_e_path):
         if not os.path.isdir(os.path.join(dall_e_path, "dall_e")):
             fail(f"--dall-e-path {dall_e_path} has no dall_e/ folder")
         sys.path.insert(0, os.path.abspath(dall_e_path))
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True), False
-    except Exception as safe_error:  # encoder.pkl is a pickled nn.Module
-        print(f"note: weights-only load failed ({type(safe_error).__name__}); loading with full "
-              "unpickling (only do this for files you trust)", file=sys.stderr)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False), True
+    try:   # encoder.pkl is a pickled nn.Module: full unpickling
+        return torch_load(path)
     except ModuleNotFoundError as e:
         missing = e.name or str(e)
         hint = ("install the dall_e package (pip install dall-e) or pass --dall-e-path DIR "
@@ -83,17 +75,6 @@ def load(path, dall_e_path):
              f"importable; {hint}")
     except Exception as e:
         fail(f"cannot read {path} as a PyTorch file: {type(e).__name__}: {e}")
-
-
-def is_state_dict(obj):
-    return isinstance(obj, dict) and len(obj) > 0 and any(torch.is_tensor(v) for v in obj.values())
-
-
-def list_keys(obj, limit=12):
-    if not isinstance(obj, dict):
-        return type(obj).__name__
-    keys = sorted(map(str, obj.keys()))
-    return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
 
 
 def encoder_module(obj):
@@ -114,7 +95,7 @@ def pick_state_dict(ckpt):
             return ckpt[key]
     if is_state_dict(ckpt):
         return ckpt
-    fail(f"no state dict found (keys: {list_keys(ckpt)})")
+    fail(f"no state dict found (keys: {describe_keys(ckpt)})")
 
 
 def strip_prefixes(state):
@@ -126,22 +107,9 @@ def strip_prefixes(state):
 
 # ----------------------------------------------------------------------------- shapes
 
-def require(state, names):
-    missing = [n for n in names if n not in state]
-    if missing:
-        shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} missing)" if len(missing) > 8 else "")
-        fail(f"not a DALL-E encoder state dict: missing {shown}")
-
-
-def check_shape(state, name, shape):
-    got = tuple(state[name].shape)
-    if got != tuple(shape):
-        fail(f"{name} has shape {list(got)}, expected {list(shape)}")
-
-
 def structure(state):
     """(config inferred from names and shapes, expected names in order); fails on anything amiss."""
-    require(state, ["blocks.input.w", "blocks.input.b", "blocks.output.conv.w", "blocks.output.conv.b"])
+    require(state, ["blocks.input.w", "blocks.input.b", "blocks.output.conv.w", "blocks.output.conv.b"], ENCODER)
     w_in = state["blocks.input.w"]
     if w_in.dim() != 4:
         fail(f"blocks.input.w has shape {list(w_in.shape)}, expected [n_hid, channels, 7, 7]")
@@ -160,7 +128,7 @@ def structure(state):
             blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
     groups = sorted(blocks)
     if not groups:
-        fail("not a DALL-E encoder state dict: missing blocks.group_1.block_1.res_path.conv_1.w")
+        fail(f"not a {ENCODER} state dict: missing blocks.group_1.block_1.res_path.conv_1.w")
     if groups != list(range(1, len(groups) + 1)):
         fail(f"encoder groups are not group_1..group_n: {groups}")
     per_group = len(blocks[1])
@@ -184,7 +152,7 @@ def structure(state):
             convs += [("res_path.conv_1", (hid, n_in, 3, 3)), ("res_path.conv_2", (hid, hid, 3, 3)),
                       ("res_path.conv_3", (hid, hid, 3, 3)), ("res_path.conv_4", (c_out, hid, 1, 1))]
             block_names = [f"{p}{c}.{wb}" for c, _ in convs for wb in ("w", "b")]
-            require(state, block_names)
+            require(state, block_names, ENCODER)
             for conv, shape in convs:
                 check_shape(state, f"{p}{conv}.w", shape)
                 check_shape(state, f"{p}{conv}.b", (shape[0],))
@@ -242,22 +210,9 @@ def main():
         print(f"note: leaving out {len(extra)} entries that are not encoder weights: "
               f"{', '.join(extra[:8])}{', ...' if len(extra) > 8 else ''}", file=sys.stderr)
     order = [n for n in state if n in set(names)]       # the file's own order
-    arrays = {n: state[n].detach().to("cpu", torch.float32).contiguous().numpy() for n in order}
+    arrays = {n: float32_array(state[n]) for n in order}
 
-    temporary = f"{args.output}.tmp-{os.getpid()}"
-    try:
-        # Format bounds readable by libhdf5 1.10 (what the Swift side links against).
-        with h5py.File(temporary, "w", libver=("earliest", "v110")) as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["source"] = os.path.basename(args.input)
-            f.attrs["dvae_config"] = json.dumps(config)
-            params = f.create_group("params", track_order=True)   # keep the PyTorch order
-            for name, array in arrays.items():
-                params.create_dataset(name, data=np.asarray(array, dtype=np.float32))
-        os.replace(temporary, args.output)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_checkpoint(args.output, arrays, os.path.basename(args.input), dvae_config=json.dumps(config))
 
     total = sum(a.size for a in arrays.values())
     print(f"wrote DALL-E encoder {json.dumps(config)}: {len(arrays)} tensors ({total:,} values) "

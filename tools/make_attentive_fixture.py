@@ -22,9 +22,11 @@ inf`, torch 2 has no torch._six) into a temporary folder and runs from there:
     cae_*_patch16_224 functions do: qkv_bias, mlp_ratio 4, LayerNorm eps 1e-6) plus the keyword
     arguments main() passes, minus those that are None (drop_block_rate; timm's create_model drops
     None kwargs the same way). The recipe's --model name is therefore not used.
-Module stubs (raise on any use; modules the path imports but never uses): tensorboardX and CAE v2's
-clip.modeling_clip (both imported by furnace/utils.py), einops when not installed
-(modeling_discrete_vae). LP_BatchNorm is the official class of the real furnace/utils.py.
+Module stubs (official_code.stub_modules: raise on any use; modules the path imports but never
+uses): tensorboardX and CAE v2's clip.modeling_clip (both imported by furnace/utils.py), einops when
+not installed (modeling_discrete_vae). LP_BatchNorm is the official class of the real
+furnace/utils.py. The snapshot is looked up in, by priority (tools/fixture_common.py):
+    --cae-repo PATH,  $CAE_REPO,  /work/.mirror/Atten4Vis+CAE/repo
 
 One patch of the released code, at run time: VisionTransformer.forward_features calls every
 attentive block as blk(query_tokens, x, 0, 0, bool_masked_pos=None, rel_pos_bias=None), but
@@ -119,7 +121,6 @@ import os
 import re
 import shlex
 import sys
-import tempfile
 import types
 from functools import partial
 
@@ -128,13 +129,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-import official_code
-from make_cae_fixture import _Unavailable, f32, generator, install, run, scalar
-from make_cae_mask_fixture import resolve_repo
+import fixture_common as common
+from fixture_common import f32, generator, grads_of, scalar
+from official_code import import_exported, stub_modules
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(HERE, "..", "Tests", "TesseraTests", "Fixtures")
-DEFAULT_REPO = "/work/.mirror/Atten4Vis+CAE/repo"
 SOURCES = ["models/modeling_finetune.py", "models/modeling_discrete_vae.py", "furnace/utils.py",
            "dall_e/__init__.py", "dall_e/encoder.py", "dall_e/decoder.py", "dall_e/utils.py",
            "tools/run_attentive.py", "scripts/cae_base_800e.sh"]
@@ -156,24 +154,10 @@ SEEDS = dict(model=0, perturb=1, images=100, eval_images=101)
 # ----------------------------------------------------------------------------- official code
 
 def import_official(root):
-    import timm  # noqa: F401  (before any stub is in sys.modules)
-    stubs = ["tensorboardX", "clip", "clip.modeling_clip"]
-    try:
-        import einops  # noqa: F401
-    except ImportError:
-        stubs.append("einops")
-    for name in stubs:
-        sys.modules[name] = _Unavailable(name)
+    stubs = stub_modules(always=["tensorboardX", "clip", "clip.modeling_clip"], if_missing=["einops"])
     sys.modules["clip"].modeling_clip = sys.modules["clip.modeling_clip"]
     print(f"stub modules (raise on use): {', '.join(stubs)}")
-    sys.path.insert(0, root)
-    try:
-        import furnace.utils as furnace_utils
-        import models.modeling_finetune as finetune
-    finally:
-        sys.path.remove(root)
-    for mod in (furnace_utils, finetune):
-        assert os.path.abspath(mod.__file__).startswith(os.path.abspath(root)), mod.__file__
+    furnace_utils, finetune = import_exported(root, "furnace.utils", "models.modeling_finetune")
     assert finetune.utils is furnace_utils
     return types.SimpleNamespace(finetune=finetune, utils=furnace_utils)
 
@@ -261,12 +245,7 @@ def attentive_block_accepts_extra_kwargs(finetune):
 @torch.no_grad()
 def perturb(model):
     torch.manual_seed(SEEDS["perturb"])
-    norm_params = set()
-    for m in model.modules():
-        if isinstance(m, nn.LayerNorm):
-            m.weight.copy_(1 + 0.1 * torch.randn_like(m.weight))
-            m.bias.copy_(0.1 * torch.randn_like(m.bias))
-            norm_params |= {id(m.weight), id(m.bias)}
+    norm_params = common.perturb_layer_norms(model)
     for name, p in model.named_parameters():
         if id(p) in norm_params or name.startswith("head."):
             continue
@@ -325,10 +304,7 @@ def make(off, tmp, args, statements, argv, commit):
     assert set(trainable) == {"query_token", "head.weight", "head.bias"} | {
         n for n in named if n.startswith("attentive_blocks.")}, trainable
 
-    pth = os.path.join(tmp, "attentive_tiny.pth")
-    torch.save({"model": model.state_dict()}, pth)
-    converted = os.path.join(tmp, "converted_attentive.h5")
-    run([os.path.join(HERE, "pth_to_h5.py"), pth, converted])
+    converted = common.convert_state({"model": model.state_dict()}, tmp, "attentive_tiny")
     model64 = copy.deepcopy(model).double()
     initial_state = copy.deepcopy(model.state_dict())
 
@@ -359,11 +335,7 @@ def make(off, tmp, args, statements, argv, commit):
         running_mean = model.fc_norm.running_mean.clone()
         running_var = model.fc_norm.running_var.clone()
 
-        missing = [n for n in trainable if named[n].grad is None]
-        assert not missing, f"no gradient for {missing}"
-        stray = [n for n, p in named.items() if not p.requires_grad and p.grad is not None]
-        assert not stray, f"gradients for frozen parameters {stray}"
-        grads = {n: f32(named[n].grad) for n in trainable}
+        grads = grads_of(model)
 
         with torch.no_grad():
             pf = probe_features[0]
@@ -401,7 +373,7 @@ def make(off, tmp, args, statements, argv, commit):
         "f32/logits": f32(logits), "f32/loss": scalar(loss),
         "f32/fc_norm_running_mean": f32(running_mean), "f32/fc_norm_running_var": f32(running_var),
         "f32/eval_logits_running": f32(eval_running), "f32/eval_logits_batchstats": f32(eval_batchstats),
-        "f64/loss": scalar(loss64),
+        "f64/loss": scalar(loss64), "f32/grads": grads,
     }
     assert tuple(features[0].shape) == (B, (IMG // PATCH) ** 2 + 1, WIDTH)
     config = dict(ARCH, norm_layer="LayerNorm", norm_eps=NORM_EPS, num_classes=NUM_CLASSES,
@@ -419,23 +391,11 @@ def make(off, tmp, args, statements, argv, commit):
                  patch="AttentiveBlock.forward wrapped to accept and ignore bool_masked_pos=None, rel_pos_bias=None "
                        "(the released forward_features passes them; the released AttentiveBlock.forward rejects them)")
 
-    path = os.path.join(tmp, FILENAME)
-    with h5py.File(converted, "r") as src, h5py.File(path, "w", libver=("earliest", "v110")) as f:
-        assert list(src["params"]) == list(initial_state), "converter names differ from model.state_dict()"
+    with h5py.File(converted, "r") as src:
         for name in src["params"]:
             assert np.array_equal(src["params"][name][()], initial_state[name].float().numpy()), name
-        for key, value in src.attrs.items():
-            f.attrs[key] = value
-        params = f.create_group("params", track_order=True)
-        for name in src["params"]:
-            params.create_dataset(name, data=src["params"][name][()])
-        for name, value in datasets.items():
-            f.create_dataset(name, data=value)
-        g = f.create_group("f32/grads", track_order=True)
-        for name, grad in grads.items():
-            g.create_dataset(name, data=grad)
-        for key, value in attrs.items():
-            f.attrs[key] = value
+    path = os.path.join(tmp, FILENAME)
+    common.write_fixture(path, converted, initial_state.keys(), datasets, attrs)
 
     print(f"{FILENAME}: loss f32 {loss.item():.9g}  f64 {loss64.item():.17g}  |diff| {abs(loss.item() - loss64.item()):.2e}; "
           f"{len(initial_state)} state-dict entries, {len(grads)} grads")
@@ -448,29 +408,18 @@ def make(off, tmp, args, statements, argv, commit):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cae-repo", default=os.environ.get("CAE_REPO", DEFAULT_REPO),
-                        help="git directory of the official Atten4Vis/CAE sources (default: $CAE_REPO or %(default)s)")
-    parser.add_argument("--rev", default="HEAD", help="revision to export (default: %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="fixture directory (default: Tests/TesseraTests/Fixtures)")
-    cli = parser.parse_args()
+    cli = common.parse_args(__doc__, "Atten4Vis/CAE")
     torch.set_num_threads(1)
-
-    repo = resolve_repo(cli.cae_repo)
-    os.makedirs(cli.out, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="attentive-fixture-") as tmp:
-        code = os.path.join(tmp, "official")
-        commit = official_code.export(repo, cli.rev, SOURCES, code)
+    with common.exported(cli, SOURCES, "attentive-fixture-") as (tmp, code, commit):
         off = import_official(code)
         with open(os.path.join(code, "tools", "run_attentive.py")) as f:
             run_attentive = f.read()
         with open(os.path.join(code, "scripts", "cae_base_800e.sh")) as f:
             argv = recipe_argv(f.read())
         args = official_args(run_attentive, argv + OVERRIDES)
-        print(f"official CAE code: {commit} from {repo}; recipe argv: {' '.join(argv)}")
+        print(f"official CAE code: {commit} from {cli.repo}; recipe argv: {' '.join(argv)}")
         written = make(off, tmp, args, official_model_statements(run_attentive), argv, commit)
-        install(written, os.path.join(cli.out, FILENAME))
-    print(f"wrote {FILENAME} ({os.path.getsize(os.path.join(cli.out, FILENAME)):,} bytes) to {os.path.normpath(cli.out)}")
+        common.install([written], cli.out)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ official repository (a git directory, bare or not) into a temporary folder, patc
 installed torch refuses (tools/official_code.py: dall_e.load_model's torch.load needs
 weights_only=False since torch 2.6), and imports from there `ContextAutoencoderViT`, `Dalle_VAE`,
 `MaskingGenerator`, `dall_e.Encoder`, `dall_e.load_model` and `dall_e.utils.map_pixels`. Two
-modules the code imports but this path never uses are stubs that raise on any use:
-furnace.utils (modeling_finetune takes LP_BatchNorm from it, for linear probing; the real file
-needs tensorboardX, torch._six and the CLIP package) and, when not installed, einops
-(modeling_discrete_vae imports rearrange for its own DiscreteVAE). The snapshot is looked up in,
-by priority:
+modules the code imports but this path never uses are stubs that raise on any use
+(official_code.stub_modules): furnace.utils (modeling_finetune takes LP_BatchNorm from it, for
+linear probing; the real file needs tensorboardX, torch._six and the CLIP package) and, when not
+installed, einops (modeling_discrete_vae imports rearrange for its own DiscreteVAE). The snapshot is
+looked up in, by priority (tools/fixture_common.py):
     --cae-repo PATH,  $CAE_REPO,  /work/.mirror/Atten4Vis+CAE/repo
 
 Model (cae.h5): ContextAutoencoderViT(img 32, patch 4 -> 8 x 8 grid, 3 channels, embed_dim 32,
@@ -115,30 +115,22 @@ CPU only, about 20 seconds (mostly imports), one thread; deterministic (re-runni
 same bytes). Run from the repository root:
     python3 tools/make_cae_fixture.py [--cae-repo PATH] [--rev REV] [--out DIR]
 """
-import argparse
-import contextlib
 import copy
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import types
 from functools import partial
 
-import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import official_code
-from make_cae_mask_fixture import draw_mask, padded, resolve_repo
+import fixture_common as common
+from fixture_common import f32, generator, grads_of, load_h5_params, scalar
+from make_cae_mask_fixture import draw_mask, padded
+from official_code import cuda_is_identity, import_exported, stub_modules
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(HERE, "..", "Tests", "TesseraTests", "Fixtures")
-DEFAULT_REPO = "/work/.mirror/Atten4Vis+CAE/repo"
 SOURCES = ["models/modeling_cae.py", "models/modeling_cae_helper.py", "models/modeling_finetune.py",
            "models/modeling_discrete_vae.py", "furnace/masking_generator.py",
            "dall_e/__init__.py", "dall_e/encoder.py", "dall_e/decoder.py", "dall_e/utils.py"]
@@ -165,57 +157,13 @@ MIN_TOKEN_GAP = 1e-4      # float32 reimplementations differ by ~1e-6 here
 
 # ----------------------------------------------------------------------------- official code
 
-class _Unavailable(types.ModuleType):
-    """A module the official code imports but this fixture's path never uses: any use raises."""
-
-    def __getattr__(self, name):
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def unavailable(*args, **kwargs):
-            raise AssertionError(f"{self.__name__}.{name} used: the fixture's {self.__name__} is a stub")
-        return unavailable
-
-
 def import_official(root):
-    import timm  # noqa: F401  (before any stub is in sys.modules)
-    stubs = ["furnace.utils"]
-    try:
-        import einops  # noqa: F401
-    except ImportError:
-        stubs.append("einops")
-    for name in stubs:
-        sys.modules[name] = _Unavailable(name)
+    stubs = stub_modules(always=["furnace.utils"], if_missing=["einops"])
     print(f"stub modules (raise on use): {', '.join(stubs)}")
-    sys.path.insert(0, root)
-    try:
-        import models.modeling_cae as modeling_cae
-        import models.modeling_discrete_vae as discrete_vae
-        import furnace.masking_generator as masking_generator
-        import dall_e
-        import dall_e.utils as dalle_utils
-    finally:
-        sys.path.remove(root)
-    for mod in (modeling_cae, discrete_vae, masking_generator, dall_e, dalle_utils):
-        assert os.path.abspath(mod.__file__).startswith(os.path.abspath(root)), mod.__file__
+    names = ["models.modeling_cae", "models.modeling_discrete_vae", "furnace.masking_generator", "dall_e", "dall_e.utils"]
+    modeling_cae, discrete_vae, masking_generator, dall_e, dalle_utils = import_exported(root, *names)
     return types.SimpleNamespace(modeling_cae=modeling_cae, discrete_vae=discrete_vae,
                                  masking_generator=masking_generator, dall_e=dall_e, dalle_utils=dalle_utils)
-
-
-@contextlib.contextmanager
-def cuda_is_identity():
-    saved = torch.Tensor.cuda
-    calls = []
-
-    def cuda(self, *args, **kwargs):
-        calls.append(args)
-        return self
-
-    torch.Tensor.cuda = cuda
-    try:
-        yield calls
-    finally:
-        torch.Tensor.cuda = saved
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -224,12 +172,7 @@ def cuda_is_identity():
 def perturb(model):
     """LayerNorm weight 1 + 0.1 randn, bias 0.1 randn; other biases + 0.02 randn; gamma_* scaled
     by 1 + 0.1 randn (global RNG, in named_parameters order)."""
-    norm_params = set()
-    for m in model.modules():
-        if isinstance(m, nn.LayerNorm):
-            m.weight.copy_(1 + 0.1 * torch.randn_like(m.weight))
-            m.bias.copy_(0.1 * torch.randn_like(m.bias))
-            norm_params |= {id(m.weight), id(m.bias)}
+    norm_params = common.perturb_layer_norms(model)
     for name, p in model.named_parameters():
         if id(p) in norm_params or name.startswith("alignment_encoder."):
             continue
@@ -238,38 +181,6 @@ def perturb(model):
             p.add_(0.02 * torch.randn_like(p))
         elif leaf.startswith("gamma"):
             p.mul_(1 + 0.1 * torch.randn_like(p))
-
-
-def generator(seed):
-    return torch.Generator().manual_seed(seed)
-
-
-def f32(t):
-    return t.detach().numpy().astype(np.float32)
-
-
-def scalar(t):
-    return np.array(t.item(), dtype=np.float64)
-
-
-def run(cmd, env=None):
-    subprocess.run([sys.executable, *cmd], check=True, env=env)
-
-
-def install(src, dst):
-    """Copies src to dst through a temporary file beside dst and a rename."""
-    temporary = f"{dst}.tmp-{os.getpid()}"
-    try:
-        shutil.copyfile(src, temporary)
-        os.replace(temporary, dst)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def load_h5(path):
-    with h5py.File(path, "r") as f:
-        return {n: torch.from_numpy(f["params"][n][()]) for n in f["params"]}, dict(f.attrs)
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -304,12 +215,12 @@ def build_dvae(off, tmp, code):
     pkl = os.path.join(tmp, "encoder.pkl")
     torch.save(enc, pkl)
     h5 = os.path.join(tmp, "cae_dvae.h5")
-    run([os.path.join(HERE, "dalle_to_h5.py"), pkl, h5, "--dall-e-path", code])
+    common.run_tool("dalle_to_h5.py", pkl, h5, "--dall-e-path", code)
     # the tokenizer as CAE loads it: Dalle_VAE + dall_e.load_model(encoder.pkl)
     d_vae = off.discrete_vae.Dalle_VAE(image_size=TOKENIZER_IMG)
     d_vae.encoder = off.dall_e.load_model(pkl, torch.device("cpu"))
     d_vae.eval()
-    params, attrs = load_h5(h5)
+    params, attrs = load_h5_params(h5)
     assert list(params) == list(enc.state_dict()), "dalle_to_h5 changed the encoder's names"
     assert all(torch.equal(params[k], v) for k, v in enc.state_dict().items())
     config = json.loads(attrs["dvae_config"])
@@ -357,10 +268,7 @@ def step(model, images, mask, labels):
 
 def make(off, tmp, code, commit):
     model = build_model(off)
-    pth = os.path.join(tmp, "cae_tiny.pth")
-    torch.save({"model": model.state_dict()}, pth)
-    converted = os.path.join(tmp, "converted_cae.h5")
-    run([os.path.join(HERE, "pth_to_h5.py"), pth, converted])
+    converted = common.convert_state({"model": model.state_dict()}, tmp, "cae_tiny")
     model64 = copy.deepcopy(model).double()       # before the forward aliases alignment_encoder
 
     d_vae, fresh_dvae, dvae_h5 = build_dvae(off, tmp, code)
@@ -388,13 +296,7 @@ def make(off, tmp, code, commit):
     assert tuple(r["outputs"].shape) == (B * n_masked, VOCAB)
     assert tuple(r["latent_predict"].shape) == tuple(r["latent_target"].shape) == (B, n_masked, WIDTH)
 
-    named = dict(model.named_parameters())
-    trainable = [n for n, p in named.items() if p.requires_grad]
-    missing = [n for n in trainable if named[n].grad is None]
-    assert not missing, f"no gradient for {missing}"
-    stray = [n for n, p in named.items() if not p.requires_grad and p.grad is not None]
-    assert not stray, f"gradients for frozen parameters {stray}"
-    grads = {n: f32(named[n].grad) for n in trainable}
+    grads = grads_of(model)
     no_grad = [n for n in model.state_dict() if n not in grads]
 
     with torch.no_grad():
@@ -426,7 +328,7 @@ def make(off, tmp, code, commit):
         "f32/loss_main": scalar(r["loss_main"]), "f32/loss_align": scalar(r["loss_align"]),
         "f32/loss": scalar(r["loss"]), "f32/accuracy": scalar(r["accuracy"]),
         "f64/loss": scalar(r64["loss"]), "f64/loss_main": scalar(r64["loss_main"]),
-        "f64/loss_align": scalar(r64["loss_align"]),
+        "f64/loss_align": scalar(r64["loss_align"]), "f32/grads": grads,
     }
     config = dict(MODEL, norm_layer="LayerNorm", norm_eps=NORM_EPS, args=ARGS, batch=B,
                   tokenizer=dict(DVAE, group_count=4, image_size=TOKENIZER_IMG, file="cae_dvae.h5",
@@ -438,20 +340,7 @@ def make(off, tmp, code, commit):
                  no_grad_params=json.dumps(no_grad), dvae_file="cae_dvae.h5")
 
     path = os.path.join(tmp, "cae.h5")
-    with h5py.File(converted, "r") as src, h5py.File(path, "w", libver=("earliest", "v110")) as f:
-        assert list(src["params"]) == list(model.state_dict()), "converter names differ from model.state_dict()"
-        for key, value in src.attrs.items():
-            f.attrs[key] = value
-        params = f.create_group("params", track_order=True)
-        for name in src["params"]:
-            params.create_dataset(name, data=src["params"][name][()])
-        for name, value in datasets.items():
-            f.create_dataset(name, data=value)
-        g = f.create_group("f32/grads", track_order=True)
-        for name, grad in grads.items():
-            g.create_dataset(name, data=grad)
-        for key, value in attrs.items():
-            f.attrs[key] = value
+    common.write_fixture(path, converted, model.state_dict().keys(), datasets, attrs)
 
     n_values = sum(v.numel() for v in model.state_dict().values())
     print(f"cae.h5: loss f32 {r['loss'].item():.9g} (main {r['loss_main'].item():.9g}, align "
@@ -470,26 +359,12 @@ def make(off, tmp, code, commit):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cae-repo", default=os.environ.get("CAE_REPO", DEFAULT_REPO),
-                        help="git directory of the official Atten4Vis/CAE sources (default: $CAE_REPO or %(default)s)")
-    parser.add_argument("--rev", default="HEAD", help="revision to export (default: %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="fixture directory (default: Tests/TesseraTests/Fixtures)")
-    args = parser.parse_args()
+    args = common.parse_args(__doc__, "Atten4Vis/CAE")
     torch.set_num_threads(1)
-
-    repo = resolve_repo(args.cae_repo)
-    os.makedirs(args.out, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="cae-fixture-") as tmp:
-        code = os.path.join(tmp, "official")
-        commit = official_code.export(repo, args.rev, SOURCES, code)
+    with common.exported(args, SOURCES, "cae-fixture-") as (tmp, code, commit):
         off = import_official(code)
-        print(f"official CAE code: {commit} from {repo} (imported from {os.path.dirname(off.modeling_cae.__file__)})")
-        written = make(off, tmp, code, commit)
-        for src in written:   # only once everything has been computed and checked
-            install(src, os.path.join(args.out, os.path.basename(src)))
-    print("wrote " + ", ".join(f"{os.path.basename(p)} ({os.path.getsize(os.path.join(args.out, os.path.basename(p))):,} bytes)"
-                               for p in written) + f" to {os.path.normpath(args.out)}")
+        print(f"official CAE code: {commit} from {args.repo} (imported from {os.path.dirname(off.modeling_cae.__file__)})")
+        common.install(make(off, tmp, code, commit), args.out)   # only once everything has been computed and checked
 
 
 if __name__ == "__main__":

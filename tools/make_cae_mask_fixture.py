@@ -4,7 +4,7 @@
 Nothing of the generator is restated here: at run time the script exports furnace/masking_generator.py
 from a snapshot of the official repository (a git directory, bare or not; tools/official_code.py)
 into a temporary folder and imports `MaskingGenerator` from there. The snapshot is looked up in, by
-priority:
+priority (tools/fixture_common.py):
     --cae-repo PATH,  $CAE_REPO,  /work/.mirror/Atten4Vis+CAE/repo
 
 The generator draws from Python's `random` module (random.uniform for the block area and the log
@@ -47,29 +47,24 @@ Checks: every mask has exactly num_masking_patches ones; re-running the generato
 consumed prefix of each stored stream gives the same mask and uses it all; the mask depends on the
 stream (different seeds give different masks).
 
-CPU only, a few seconds; deterministic (re-running rewrites the same bytes). Run from the
-repository root:
+CPU only, a few seconds; deterministic (re-running rewrites the same bytes, through a temporary file
+and a rename). Run from the repository root:
     python3 tools/make_cae_mask_fixture.py [--cae-repo PATH] [--rev REV] [--out DIR]
-`UniformStream` and `draw_mask` are imported by tools/make_cae_fixture.py, which drives its masks
-through the same stand-in.
+`draw_mask` (the generator under a `UniformStream`) and `padded` are imported by
+tools/make_cae_fixture.py, which drives its masks through the same stand-in.
 """
-import argparse
-import contextlib
 import json
 import math
 import os
-import sys
-import tempfile
 
 import h5py
 import numpy as np
 import torch
 
-import official_code
+import fixture_common as common
+from h5_checkpoint import LIBVER, replacing
+from official_code import import_exported, replaced
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(HERE, "..", "Tests", "TesseraTests", "Fixtures")
-DEFAULT_REPO = "/work/.mirror/Atten4Vis+CAE/repo"
 SOURCES = ["furnace/masking_generator.py"]
 FILENAME = "cae_masks.h5"
 
@@ -122,20 +117,10 @@ class UniformStream:
         raise AssertionError(f"masking_generator used random.{name}; the stand-in only maps uniform and randint")
 
 
-@contextlib.contextmanager
-def fed(masking_generator, stream):
-    saved = masking_generator.random
-    masking_generator.random = stream
-    try:
-        yield stream
-    finally:
-        masking_generator.random = saved
-
-
 def draw_mask(masking_generator, generator, uniforms):
     """generator() with masking_generator's `random` replaced by a UniformStream over `uniforms`;
     returns (mask flattened row-major as uint8, uniforms consumed)."""
-    with fed(masking_generator, UniformStream(uniforms)) as stream:
+    with replaced(masking_generator, "random", UniformStream(uniforms)) as stream:
         mask = generator()
     return np.asarray(mask, dtype=np.uint8).reshape(-1), stream.consumed
 
@@ -156,26 +141,6 @@ def draw_masks(masking_generator, generator, n, capacity, seed):
         consumed.append(used)
         stored.append(padded(row, used))
     return np.stack(masks), np.stack(stored), np.array(consumed, dtype=np.int32)
-
-
-# ----------------------------------------------------------------------------- official code
-
-def import_official(root):
-    sys.path.insert(0, root)
-    try:
-        import furnace.masking_generator as masking_generator
-    finally:
-        sys.path.remove(root)
-    assert os.path.abspath(masking_generator.__file__).startswith(os.path.abspath(root)), masking_generator.__file__
-    return masking_generator
-
-
-def resolve_repo(path):
-    if os.path.isdir(os.path.join(path, ".git")):
-        path = os.path.join(path, ".git")
-    if not os.path.isdir(path):
-        raise SystemExit(f"error: no CAE snapshot at {path} (pass --cae-repo or set CAE_REPO)")
-    return path
 
 
 # ----------------------------------------------------------------------------- fixture
@@ -207,41 +172,25 @@ def make_case(masking_generator, name, kwargs, n, capacity, seed):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cae-repo", default=os.environ.get("CAE_REPO", DEFAULT_REPO),
-                        help="git directory of the official Atten4Vis/CAE sources (default: $CAE_REPO or %(default)s)")
-    parser.add_argument("--rev", default="HEAD", help="revision to export (default: %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="fixture directory (default: Tests/TesseraTests/Fixtures)")
-    args = parser.parse_args()
-
-    repo = resolve_repo(args.cae_repo)
-    os.makedirs(args.out, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="cae-mask-fixture-") as tmp:
-        code = os.path.join(tmp, "official")
-        commit = official_code.export(repo, args.rev, SOURCES, code)
-        masking_generator = import_official(code)
-        print(f"official CAE code: {commit} from {repo} (imported from {masking_generator.__file__})")
+    args = common.parse_args(__doc__, "Atten4Vis/CAE")
+    with common.exported(args, SOURCES, "cae-mask-fixture-") as (tmp, code, commit):
+        masking_generator, = import_exported(code, "furnace.masking_generator")
+        print(f"official CAE code: {commit} from {args.repo} (imported from {masking_generator.__file__})")
         results = {name: make_case(masking_generator, name, *spec) for name, spec in CASES.items()}
 
     path = os.path.join(args.out, FILENAME)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    try:
-        with h5py.File(temporary, "w", libver=("earliest", "v110")) as f:
-            f.attrs["cae_repo_commit"] = commit
-            f.attrs["contract"] = CONTRACT
-            f.attrs["cases"] = json.dumps({name: dict(spec[0], count=spec[1], capacity=spec[2], seed=spec[3])
-                                           for name, spec in CASES.items()})
-            for name, (datasets, attrs) in results.items():
-                g = f.create_group(name)
-                for key, value in datasets.items():
-                    g.create_dataset(key, data=value)
-                for key, value in attrs.items():
-                    g.attrs[key] = value
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    print(f"wrote {FILENAME} ({os.path.getsize(path):,} bytes) to {os.path.normpath(args.out)}")
+    with replacing(path) as temporary, h5py.File(temporary, "w", libver=LIBVER) as f:
+        f.attrs["cae_repo_commit"] = commit
+        f.attrs["contract"] = CONTRACT
+        f.attrs["cases"] = json.dumps({name: dict(spec[0], count=spec[1], capacity=spec[2], seed=spec[3])
+                                       for name, spec in CASES.items()})
+        for name, (datasets, attrs) in results.items():
+            g = f.create_group(name)
+            for key, value in datasets.items():
+                g.create_dataset(key, data=value)
+            for key, value in attrs.items():
+                g.attrs[key] = value
+    common.report([path], args.out)
 
 
 if __name__ == "__main__":

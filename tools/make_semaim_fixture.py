@@ -9,13 +9,15 @@ timm.layers imports, np.float, torch._six), and imports from there `AimViT`, the
 `VisionTransformer` SemAIM builds its teacher from, and the engine's own `forward_teacher_features`,
 `forward_features_clip`, `forward_features_dino` and `calculate_similarity`. engine_pretrain.py
 imports cv2 for its heat-map visualisation only; when OpenCV is not installed, a stub module that
-raises on any use stands in for it in sys.modules. The snapshot is looked up in, by priority:
+raises on any use stands in for it in sys.modules (official_code.stub_modules). The snapshot is
+looked up in, by priority (tools/fixture_common.py):
     --semaim-repo PATH,  $SEMAIM_REPO,  /work/.mirror/skyoux+SemAIM/repo
 
 Each fixture follows one iteration of engines/engine_pretrain.py:train_one_epoch (accum_iter 1, no
 EMA model, no autocast / loss scaler, i.e. float32 on the CPU; drop path 0), batch 3:
-  * the `torch` seen by models_semaim is a stand-in whose rand(N, L) returns our U[0,1) tensor
-    `uniform` (drawn from a seeded torch.Generator, so on torch.rand's 2^-24 grid): it is the
+  * the `torch` seen by models_semaim is a stand-in (official_code.TorchStandIn) whose rand(N, L)
+    returns our U[0,1) tensor `uniform` (drawn from a seeded torch.Generator, so on torch.rand's
+    2^-24 grid): it is the
     1e-3 tie-break noise of generate_attention_distance_center_permutation (permutation_type
     'attention_center'), checked to be drawn exactly once per forward; any other random draw
     raises. Tensor.cuda is the identity (the official code moves things to the GPU unconditionally).
@@ -105,28 +107,20 @@ CPU only, a few seconds, one thread; deterministic (re-running rewrites the same
 the repository root:
     python3 tools/make_semaim_fixture.py [--semaim-repo PATH] [--rev REV] [--out DIR]
 """
-import argparse
 import contextlib
 import copy
 import importlib.util
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import types
 
-import h5py
 import numpy as np
 import torch
 import torch.nn as nn
 
-import official_code
+import fixture_common as common
+from fixture_common import f32, grads_of, load_h5_params, scalar
+from official_code import cuda_is_identity, fed, import_exported, stub_modules
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(HERE, "..", "Tests", "TesseraTests", "Fixtures")
-DEFAULT_REPO = "/work/.mirror/skyoux+SemAIM/repo"
 SOURCES = ["models/models_semaim.py", "models/models_clip.py", "engines/engine_pretrain.py",
            "util/blocks.py", "util/pos_embed.py", "util/misc.py", "util/lr_sched.py"]
 
@@ -152,80 +146,10 @@ ACCUM_ITER = 1                # main_pretrain's default; the engine divides the 
 
 # ----------------------------------------------------------------------------- official code
 
-def _cv2_stub():
-    """engine_pretrain imports cv2 for applyColorMap_on_tensor (visualisation) only."""
-    class Stub(types.ModuleType):
-        def __getattr__(self, name):
-            raise AssertionError(f"cv2.{name} used: the fixture's cv2 is a stub (OpenCV is not installed)")
-    return Stub("cv2")
-
-
 def import_official(root):
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        sys.modules["cv2"] = _cv2_stub()
+    if stub_modules(if_missing=["cv2"]):
         print("cv2 not installed: a stub module stands in for it (engine_pretrain uses it for heat maps only)")
-    sys.path.insert(0, root)
-    try:
-        import models.models_semaim as semaim
-        import models.models_clip as clip_model
-        import engines.engine_pretrain as engine
-    finally:
-        sys.path.remove(root)
-    for mod in (semaim, clip_model, engine):
-        assert os.path.abspath(mod.__file__).startswith(os.path.abspath(root)), mod.__file__
-    return semaim, clip_model, engine
-
-
-class _FedTorch:
-    """Stands in for the `torch` module inside models_semaim: torch itself, except that rand()
-    returns the fed uniform tensor (its shape must match) and other random draws raise."""
-
-    def __init__(self, uniform):
-        self._uniform = uniform
-        self.calls = 0
-
-    def rand(self, *size, device=None, dtype=None, **kwargs):
-        assert not kwargs and dtype is None, f"unexpected torch.rand arguments {kwargs} dtype={dtype}"
-        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) \
-            else tuple(size)
-        assert shape == tuple(self._uniform.shape), f"torch.rand{shape} but the uniform is {tuple(self._uniform.shape)}"
-        self.calls += 1
-        t = self._uniform.clone()
-        return t.to(device) if device is not None else t
-
-    def _forbidden(self, name):
-        def f(*args, **kwargs):
-            raise AssertionError(f"models_semaim called torch.{name}; the fixture only feeds rand")
-        return f
-
-    def __getattr__(self, name):
-        if name in ("randn", "randint", "randperm", "rand_like", "randn_like", "randint_like",
-                    "normal", "bernoulli", "multinomial", "poisson"):
-            return self._forbidden(name)
-        return getattr(torch, name)
-
-
-@contextlib.contextmanager
-def fed(module, uniform):
-    fake = _FedTorch(uniform)
-    saved = module.torch
-    module.torch = fake
-    try:
-        yield fake
-    finally:
-        module.torch = saved
-
-
-@contextlib.contextmanager
-def cuda_is_identity():
-    saved = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = saved
+    return import_exported(root, "models.models_semaim", "models.models_clip", "engines.engine_pretrain")
 
 
 @contextlib.contextmanager
@@ -250,34 +174,22 @@ def capture_pred(model, loss_method):
 @torch.no_grad()
 def perturb(module):
     """LayerNorm weight 1 + 0.1 randn, bias 0.1 randn; other biases + 0.02 randn (global RNG)."""
-    norm_params = set()
-    for m in module.modules():
-        if isinstance(m, nn.LayerNorm):
-            m.weight.copy_(1 + 0.1 * torch.randn_like(m.weight))
-            m.bias.copy_(0.1 * torch.randn_like(m.bias))
-            norm_params |= {id(m.weight), id(m.bias)}
+    norm_params = common.perturb_layer_norms(module)
     for name, p in module.named_parameters():
         if name.endswith("bias") and id(p) not in norm_params:
             p.add_(0.02 * torch.randn_like(p))
 
 
-def converted_params(tmp, name, converter, *args):
-    """Runs a converter script on a checkpoint, returns its output path."""
+def converted_teacher(tmp, name, *args):
+    """Runs tools/teacher_to_h5.py on a checkpoint, returns its output path."""
     out = os.path.join(tmp, name)
-    subprocess.run([sys.executable, os.path.join(HERE, converter), *args, out], check=True)
+    common.run_tool("teacher_to_h5.py", *args, out)
     return out
 
 
 def save_like_main_pretrain(model, tmp, stem):
-    pth = os.path.join(tmp, stem + ".pth")
-    torch.save({"epoch": 1, "state_dict": {"module." + k: v for k, v in model.state_dict().items()},
-                "model": stem}, pth)
-    return converted_params(tmp, "converted_" + stem + ".h5", "pth_to_h5.py", pth)
-
-
-def load_h5_params(path):
-    with h5py.File(path, "r") as f:
-        return {name: torch.from_numpy(f["params"][name][()]) for name in f["params"]}, dict(f.attrs)
+    return common.convert_state({"epoch": 1, "state_dict": {"module." + k: v for k, v in model.state_dict().items()},
+                                 "model": stem}, tmp, stem)
 
 
 def check_argmax(a, what, margin=1e-3):
@@ -316,52 +228,10 @@ def check_score(score, attention, uniform, what):
     return f"score: {n} entries 1 ulp off the numpy recomputation, same masks", ties
 
 
-def grads_of(model):
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
-    assert not missing, f"no gradient for {missing}"
-    return {n: p.grad.detach().numpy().astype(np.float32) for n, p in model.named_parameters() if p.requires_grad}
-
-
 def draw_inputs(image_seed, uniform_seed):
     imgs = torch.randn(B, 3, IMG, IMG, generator=torch.Generator().manual_seed(image_seed))
     uniform = torch.rand(B, L, generator=torch.Generator().manual_seed(uniform_seed))
     return imgs, uniform
-
-
-def install(src, dst):
-    """Copies src to dst through a temporary file beside dst and a rename."""
-    temporary = f"{dst}.tmp-{os.getpid()}"
-    try:
-        shutil.copyfile(src, temporary)
-        os.replace(temporary, dst)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
-def write_fixture(path, converted, state_keys, datasets, grads, attrs):
-    with h5py.File(converted, "r") as src, h5py.File(path, "w", libver=("earliest", "v110")) as f:
-        assert list(src["params"]) == list(state_keys), "converter names differ from model.state_dict()"
-        for key, value in src.attrs.items():
-            f.attrs[key] = value
-        params = f.create_group("params", track_order=True)
-        for name in src["params"]:
-            params.create_dataset(name, data=src["params"][name][()])
-        for name, value in datasets.items():
-            f.create_dataset(name, data=value)
-        g = f.create_group("f32/grads", track_order=True)
-        for name, grad in grads.items():
-            g.create_dataset(name, data=grad)
-        for key, value in attrs.items():
-            f.attrs[key] = value
-
-
-def f32(t):
-    return t.detach().numpy().astype(np.float32)
-
-
-def scalar(loss):
-    return np.array(loss.item(), dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------- semaim.h5
@@ -374,9 +244,9 @@ def pixel_step(semaim, model, imgs, uniform):
     model.train()
     feature_attention, self_attention = feature_attention.detach(), self_attention.detach()
     attention = self_attention if model.attention_type == "self" else feature_attention
-    with fed(semaim, uniform) as fake, capture_pred(model, "forward_pixel_loss") as cap:
+    with fed(semaim, [uniform]) as fake, capture_pred(model, "forward_pixel_loss") as cap:
         loss, permutation, loss_map = model(imgs, enc_tokens, attention)
-    assert fake.calls == 1, f"torch.rand drawn {fake.calls} times in one forward"
+    assert len(fake.calls) == 1, f"torch.rand drawn {len(fake.calls)} times in one forward"
     loss = loss / ACCUM_ITER
     return dict(enc_tokens=enc_tokens, attention=attention, feature_attention=feature_attention,
                 self_attention=self_attention, loss=loss, permutation=permutation, pred=cap["pred"])
@@ -403,7 +273,7 @@ def make_pixel(semaim, out_tmp, tmp, commit):
     assert tuple(r["pred"].shape) == (B, L + 1, PATCH * PATCH * 3)
 
     with torch.no_grad():   # the uniforms matter
-        with fed(semaim, uniform.flip(1)):
+        with fed(semaim, [uniform.flip(1)]):
             other = model(imgs, r["enc_tokens"], r["attention"])[0].item()
     assert other != r["loss"].item(), "loss does not depend on the fed uniforms"
 
@@ -419,12 +289,12 @@ def make_pixel(semaim, out_tmp, tmp, commit):
         "f32/enc_tokens": f32(r["enc_tokens"]), "f32/attention_cls": f32(r["feature_attention"]),
         "f32/attention_gap": f32(gap), "f32/self_attention": f32(r["self_attention"]),
         "f32/permutation": f32(r["permutation"]), "f32/loss": scalar(r["loss"]), "f32/pred": f32(r["pred"]),
-        "f64/loss": scalar(r64["loss"]),
+        "f64/loss": scalar(r64["loss"]), "f32/grads": grads,
     }
     attrs = dict(config=json.dumps(dict(PIXEL, batch=B)), semaim_repo_commit=commit,
                  image_seed=image_seed, uniform_seed=uniform_seed, model_seed=model_seed)
     path = os.path.join(out_tmp, name)
-    write_fixture(path, converted, model.state_dict().keys(), datasets, grads, attrs)
+    common.write_fixture(path, converted, model.state_dict().keys(), datasets, attrs)
     summary(name, r["loss"], r64["loss"], model, grads, path,
             f"centres {[divmod(k, GRID) for k in centres]}, argmax margins {fmt(margins)}, ties {ties}; {note}")
     return path
@@ -455,8 +325,7 @@ def make_clip_teacher(clip_model, engine, imgs, tmp):
     state = {"visual." + k: v for k, v in teacher.state_dict().items()}
     state["token_embedding.weight"] = torch.zeros(16, 8)     # a text-side entry, to be dropped
     torch.save(state, pth)
-    h5 = converted_params(tmp, "semaim_clip_teacher.h5", "teacher_to_h5.py",
-                          "--kind", "clip", "--heads", str(CLIP_TEACHER["heads"]), pth)
+    h5 = converted_teacher(tmp, "semaim_clip_teacher.h5", "--kind", "clip", "--heads", str(CLIP_TEACHER["heads"]), pth)
     with torch.no_grad():
         tokens = engine.forward_teacher_features(teacher, imgs, "clip")
         assert torch.equal(tokens, engine.forward_features_clip(teacher, imgs))
@@ -493,8 +362,7 @@ def make_dino_teacher(engine, imgs, tmp):
     teacher = {"module.backbone." + k: v for k, v in vit.state_dict().items()}
     teacher["module.head.mlp.0.weight"] = torch.zeros(8, 48)  # DINO's projection head, to be dropped
     torch.save({"teacher": teacher, "epoch": 1}, pth)
-    h5 = converted_params(tmp, "semaim_dino_teacher.h5", "teacher_to_h5.py",
-                          "--kind", "dino", "--heads", str(DINO_TEACHER["num_heads"]), pth)
+    h5 = converted_teacher(tmp, "semaim_dino_teacher.h5", "--kind", "dino", "--heads", str(DINO_TEACHER["num_heads"]), pth)
     with torch.no_grad():
         tokens = engine.forward_teacher_features(vit, imgs, "dino")
         assert torch.equal(tokens, engine.forward_features_dino(vit, imgs))
@@ -514,9 +382,9 @@ def feature_step(semaim, engine, model, teacher_tokens, imgs, uniform):
     """train_one_epoch, predict_feature 'clip', from the teacher's tokens on."""
     enc_tokens = teacher_tokens.detach()
     attention = engine.calculate_similarity(enc_tokens)
-    with fed(semaim, uniform) as fake, capture_pred(model, "forward_feature_loss") as cap:
+    with fed(semaim, [uniform]) as fake, capture_pred(model, "forward_feature_loss") as cap:
         loss, permutation, loss_map = model(imgs, enc_tokens, attention)
-    assert fake.calls == 1, f"torch.rand drawn {fake.calls} times in one forward"
+    assert len(fake.calls) == 1, f"torch.rand drawn {len(fake.calls)} times in one forward"
     loss = loss / ACCUM_ITER
     return dict(attention=attention, loss=loss, permutation=permutation, pred=cap["pred"])
 
@@ -546,7 +414,7 @@ def make_feature(semaim, clip_model, engine, out_tmp, tmp, commit):
     assert tuple(r["pred"].shape) == (B, L + 1, 40)
 
     with torch.no_grad():
-        with fed(semaim, uniform.flip(1)):
+        with fed(semaim, [uniform.flip(1)]):
             other = model(imgs, teacher_tokens, r["attention"])[0].item()
     assert other != r["loss"].item(), "loss does not depend on the fed uniforms"
 
@@ -562,14 +430,14 @@ def make_feature(semaim, clip_model, engine, out_tmp, tmp, commit):
         "f32/teacher_tokens": f32(teacher_tokens), "f32/similarity": f32(r["attention"]),
         "f32/permutation": f32(r["permutation"]), "f32/loss": scalar(r["loss"]), "f32/pred": f32(r["pred"]),
         "f64/loss": scalar(r64["loss"]),
-        "dino/tokens": f32(dino_tokens), "dino/similarity": f32(dino_similarity),
+        "dino/tokens": f32(dino_tokens), "dino/similarity": f32(dino_similarity), "f32/grads": grads,
     }
     attrs = dict(config=json.dumps(dict(FEATURE, batch=B)), semaim_repo_commit=commit,
                  image_seed=image_seed, uniform_seed=uniform_seed, model_seed=model_seed,
                  clip_teacher=json.dumps(dict(CLIP_TEACHER, seed=CLIP_SEED, file="semaim_clip_teacher.h5")),
                  dino_teacher=json.dumps(dict(DINO_TEACHER, seed=DINO_SEED, file="semaim_dino_teacher.h5")))
     path = os.path.join(out_tmp, name)
-    write_fixture(path, converted, model.state_dict().keys(), datasets, grads, attrs)
+    common.write_fixture(path, converted, model.state_dict().keys(), datasets, attrs)
     summary(name, r["loss"], r64["loss"], model, grads, path,
             f"centres {[divmod(k, GRID) for k in centres]}, argmax margins {fmt(margins)}, ties {ties}; {note}")
     print(f"  clip teacher: tokens {list(teacher_tokens.shape)}; {clip_note}")
@@ -585,44 +453,23 @@ def fmt(values):
 
 
 def summary(filename, loss32, loss64, model, grads, path, extra):
-    n_state = len(model.state_dict())
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"{filename}: loss f32 {loss32.item():.9g}  f64 {loss64.item():.17g}  "
-          f"|diff| {abs(loss32.item() - loss64.item()):.2e}; {n_state} state-dict entries, "
-          f"{len(grads)} grads, {n_params:,} trainable values; {os.path.getsize(path):,} bytes")
+    print(common.summary(filename, loss32, loss64, model, grads, path))
     print(f"  {extra}")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--semaim-repo", default=os.environ.get("SEMAIM_REPO", DEFAULT_REPO),
-                        help="git directory of the official skyoux/SemAIM sources (default: $SEMAIM_REPO or %(default)s)")
-    parser.add_argument("--rev", default="HEAD", help="revision to export (default: %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="fixture directory (default: Tests/TesseraTests/Fixtures)")
-    args = parser.parse_args()
+    args = common.parse_args(__doc__, "skyoux/SemAIM")
     torch.set_num_threads(1)
 
-    repo = args.semaim_repo
-    if os.path.isdir(os.path.join(repo, ".git")):
-        repo = os.path.join(repo, ".git")
-    if not os.path.isdir(repo):
-        raise SystemExit(f"error: no SemAIM snapshot at {repo} (pass --semaim-repo or set SEMAIM_REPO)")
-    os.makedirs(args.out, exist_ok=True)
-
-    with tempfile.TemporaryDirectory(prefix="semaim-fixture-") as tmp:
-        code = os.path.join(tmp, "official")
-        commit = official_code.export(repo, args.rev, SOURCES, code)
+    with common.exported(args, SOURCES, "semaim-fixture-") as (tmp, code, commit):
         semaim, clip_model, engine = import_official(code)
-        print(f"official SemAIM code: {commit} from {repo} (imported from {os.path.dirname(semaim.__file__)})")
+        print(f"official SemAIM code: {commit} from {args.repo} (imported from {os.path.dirname(semaim.__file__)})")
         out_tmp = os.path.join(tmp, "out")
         os.makedirs(out_tmp)
         with cuda_is_identity():
             written = [make_pixel(semaim, out_tmp, tmp, commit)]
             written += make_feature(semaim, clip_model, engine, out_tmp, tmp, commit)
-        for src in written:   # only once everything has been computed and checked
-            install(src, os.path.join(args.out, os.path.basename(src)))
-    print("wrote " + ", ".join(f"{os.path.basename(p)} ({os.path.getsize(os.path.join(args.out, os.path.basename(p))):,} bytes)"
-                               for p in written) + f" to {os.path.normpath(args.out)}")
+        common.install(written, args.out)   # only once everything has been computed and checked
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ width 64, depth 2, 4 heads, 2 query blocks; its weights play no part in the orde
 permutation_type the official `generate_attention_mask` knows, it calls that method on a batch of 6
 and keeps the `permutation` tensor it returns: the per-patch score whose order is the
 autoregression order (smaller score = predicted earlier). While it runs:
-  * the `torch` seen by models_semaim is a stand-in whose `rand` hands out uniforms drawn beforehand
-    by this script (seeded torch.Generator, so they lie on torch.rand's 2^-24 grid; a few entries
-    are set by hand to reach edge cases, see `uniforms_for`); the number, order and shapes of the
-    calls are checked against what the type is expected to draw, every other random function of
-    the stand-in raises, and the global torch RNG state must be unchanged afterwards;
+  * the `torch` seen by models_semaim is a stand-in (official_code.TorchStandIn) whose `rand` hands
+    out uniforms drawn beforehand by this script (seeded torch.Generator, so they lie on
+    torch.rand's 2^-24 grid; a few entries are set by hand to reach edge cases, see
+    `uniforms_for`); the number, order and shapes of the calls are checked against what the type
+    is expected to draw, every other random function of the stand-in raises, and the global torch
+    RNG state must be unchanged afterwards;
   * `Tensor.cuda` is the identity (the official code moves things to the GPU unconditionally).
 For each type the script asserts that
   * the returned score equals an independent re-computation from the fed uniforms (and attention
@@ -36,28 +37,23 @@ Output, Tests/TesseraTests/Fixtures/semaim_orders.h5 (float32 unless noted):
     [[row, col], ...] per sample)
     root attributes: semaim_repo_commit, grid, batch, types (JSON), model_config (JSON)
 
-The snapshot is looked up in, by priority: --semaim-repo PATH, $SEMAIM_REPO,
-/work/.mirror/skyoux+SemAIM/repo. CPU only, a few seconds. Deterministic; re-running rewrites the
-file with the same content. Run from the repository root:
+The snapshot is looked up in, by priority (tools/fixture_common.py): --semaim-repo PATH,
+$SEMAIM_REPO, /work/.mirror/skyoux+SemAIM/repo. CPU only, a few seconds. Deterministic; re-running
+rewrites the file with the same content (through a temporary file and a rename). Run from the
+repository root:
     python3 tools/make_semaim_order_fixture.py [--semaim-repo PATH] [--rev REV] [--out FILE]
 """
-import argparse
-import contextlib
 import json
 import os
-import subprocess
-import sys
-import tempfile
 
 import h5py
 import numpy as np
 import torch
 
-import official_code
+import fixture_common as common
+from h5_checkpoint import replacing
+from official_code import cuda_is_identity, fed, import_exported
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_OUT = os.path.join(HERE, "..", "Tests", "TesseraTests", "Fixtures", "semaim_orders.h5")
-DEFAULT_REPO = "/work/.mirror/skyoux+SemAIM/repo"
 SOURCES = ["models/models_semaim.py", "util/blocks.py", "util/pos_embed.py"]
 
 MODEL = dict(img_size=224, patch_size=16, in_chans=3, embed_dim=64, depth=2, num_heads=4,
@@ -79,59 +75,6 @@ RAND_CALLS = {
 }
 TYPES = list(RAND_CALLS)
 ATTENTION_TYPES = ["attention", "attention_center", "attention_guided"]
-
-
-# ----------------------------------------------------------------------------- official code
-
-def export_official(repo, rev, into):
-    """The official sources at `rev`, patched (tools/official_code.py); returns the commit id."""
-    return official_code.export(repo, rev, SOURCES, into)
-
-
-class _ScriptedTorch:
-    """Stands in for the `torch` module inside models_semaim: torch itself, except that rand()
-    returns the next pre-drawn tensor (its shape must match) and other random draws raise."""
-
-    def __init__(self, tensors):
-        self._tensors = list(tensors)
-        self.calls = []
-
-    def rand(self, *size, device=None, dtype=None, **kwargs):
-        assert not kwargs, f"unexpected torch.rand arguments {kwargs}"
-        shape = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)) \
-            else tuple(size)
-        k = len(self.calls)
-        self.calls.append(("torch.rand", shape))
-        assert k < len(self._tensors), f"unexpected extra torch.rand{shape}"
-        t = self._tensors[k]
-        assert tuple(t.shape) == shape, f"torch.rand{shape} but uniform {k} is {tuple(t.shape)}"
-        assert dtype in (None, torch.float32)
-        t = t.clone()
-        return t.to(device) if device is not None else t
-
-    def _forbidden(self, name):
-        def f(*args, **kwargs):
-            raise AssertionError(f"models_semaim called torch.{name}; the fixture only feeds rand")
-        return f
-
-    def __getattr__(self, name):
-        if name in ("randn", "randint", "randperm", "rand_like", "randn_like", "randint_like",
-                    "normal", "bernoulli", "multinomial", "poisson"):
-            return self._forbidden(name)
-        return getattr(torch, name)
-
-
-@contextlib.contextmanager
-def scripted(module, tensors):
-    fake = _ScriptedTorch(tensors)
-    saved_torch, saved_cuda = module.torch, torch.Tensor.cuda
-    module.torch = fake
-    torch.Tensor.cuda = lambda self, *a, **k: self
-    try:
-        yield fake
-    finally:
-        module.torch = saved_torch
-        torch.Tensor.cuda = saved_cuda
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -279,11 +222,11 @@ def run_type(mod, model, ptype, x, attn, gen):
     uni = uniforms_for(ptype, gen)
     model.permutation_type = ptype
     rng = torch.get_rng_state()
-    with torch.no_grad(), scripted(mod, uni) as fake:
+    with torch.no_grad(), cuda_is_identity(), fed(mod, uni) as fake:
         mask_h, mask_g, score = model.generate_attention_mask(
             x, attn.clone() if ptype in ATTENTION_TYPES else None)
     assert torch.equal(torch.get_rng_state(), rng), f"{ptype}: something drew from the global RNG"
-    assert [shape for _, shape in fake.calls] == RAND_CALLS[ptype], (ptype, fake.calls)
+    assert fake.calls == RAND_CALLS[ptype], (ptype, fake.calls)
     assert tuple(score.shape) == (B, L)
 
     # 1. the masks are the SAIM rule applied to the returned score
@@ -308,25 +251,18 @@ def run_type(mod, model, ptype, x, attn, gen):
     print(f"{ptype:18s} rand {[list(s) for s in RAND_CALLS[ptype]]}  ties {pairs}"
           + (f"  centres {centres}" if centres else "") + note)
     return dict(score=official.astype(np.float32), uniforms=[t.numpy() for t in uni],
-                calls=[[fn, list(shape)] for fn, shape in fake.calls],
+                calls=[["torch.rand", list(shape)] for shape in fake.calls],
                 dtype=str(score.dtype), ties=pairs, centres=centres)
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--semaim-repo", default=os.environ.get("SEMAIM_REPO", DEFAULT_REPO))
-    ap.add_argument("--rev", default="HEAD")
-    ap.add_argument("--out", default=DEFAULT_OUT)
-    args = ap.parse_args()
+    args = common.parse_args(__doc__, "skyoux/SemAIM", out=os.path.join(common.FIXTURES, "semaim_orders.h5"),
+                             out_help="fixture file (default: Tests/TesseraTests/Fixtures/semaim_orders.h5)",
+                             out_is_file=True)
     torch.set_num_threads(1)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        commit = export_official(args.semaim_repo, args.rev, tmp)
-        sys.path.insert(0, tmp)
-        try:
-            import models.models_semaim as mod
-        finally:
-            sys.path.remove(tmp)
+    with common.exported(args, SOURCES, "semaim-order-fixture-") as (tmp, code, commit):
+        mod, = import_exported(code, "models.models_semaim")
 
         torch.manual_seed(0)
         model = mod.AimViT(**MODEL)
@@ -341,10 +277,7 @@ def main():
         results = {t: run_type(mod, model, t, x, attn, gen) for t in TYPES}
 
     out = os.path.abspath(args.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    if os.path.exists(out):
-        os.remove(out)
-    with h5py.File(out, "w", track_order=True) as f:
+    with replacing(out) as temporary, h5py.File(temporary, "w", track_order=True) as f:
         f.attrs["semaim_repo_commit"] = commit
         f.attrs["grid"] = W
         f.attrs["batch"] = B

@@ -17,29 +17,15 @@ Which state dict (see spec section 10):
 Without --key the first of state_dict / model that is a dict of tensors is used. Without
 --strip-prefix, a "module." prefix shared by every name is removed (pass --strip-prefix '' to
 keep it).
+The output is written to a temporary file and renamed (tools/h5_checkpoint.py).
 """
 import argparse
 import os
 import sys
 
-import h5py
-import numpy as np
 import torch
 
-FORMAT = "tessera-checkpoint-v1"
-
-
-def load_checkpoint(path):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as safe_error:  # MAE-style checkpoints pickle argparse.Namespace in "args"
-        print(f"note: weights-only load failed ({type(safe_error).__name__}); "
-              "loading with full unpickling (only do this for files you trust)", file=sys.stderr)
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def is_state_dict(obj):
-    return isinstance(obj, dict) and len(obj) > 0 and any(torch.is_tensor(v) for v in obj.values())
+from h5_checkpoint import float32_array, is_state_dict, torch_load, write_checkpoint
 
 
 def pick_state_dict(ckpt, key):
@@ -71,7 +57,7 @@ def main():
                         help="remove PREFIX from names that start with it (default: 'module.' if all names have it)")
     args = parser.parse_args()
 
-    ckpt = load_checkpoint(args.input)
+    ckpt, _ = torch_load(args.input)   # MAE-style checkpoints pickle argparse.Namespace in "args"
     state, key = pick_state_dict(ckpt, args.key)
 
     prefix = args.strip_prefix
@@ -90,7 +76,7 @@ def main():
             raise SystemExit(f"error: unusable parameter name {name!r}")
         if name in tensors:
             raise SystemExit(f"error: two entries map to {name!r} after stripping {prefix!r}")
-        tensors[name] = value.detach().to("cpu", torch.float32).contiguous().numpy()
+        tensors[name] = float32_array(value)
     ema = ckpt.get("ema_state_dict") if isinstance(ckpt, dict) else None
     if is_state_dict(ema):
         for name, value in ema.items():
@@ -98,22 +84,10 @@ def main():
                 name = str(name)
                 if prefix and name.startswith(prefix):
                     name = name[len(prefix):]
-                tensors["ema." + name] = value.detach().to("cpu", torch.float32).contiguous().numpy()
+                tensors["ema." + name] = float32_array(value)
         print(f"added checkpoint['ema_state_dict'] under 'ema.' ({len(ema)} entries)")
 
-    temporary = f"{args.output}.tmp-{os.getpid()}"
-    try:
-        # Format bounds readable by libhdf5 1.10 (what the Swift side links against).
-        with h5py.File(temporary, "w", libver=("earliest", "v110")) as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["source"] = os.path.basename(args.input)
-            params = f.create_group("params", track_order=True)   # keep the PyTorch order
-            for name, array in tensors.items():
-                params.create_dataset(name, data=np.asarray(array, dtype=np.float32))
-        os.replace(temporary, args.output)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_checkpoint(args.output, tensors, os.path.basename(args.input))
 
     total = sum(a.size for a in tensors.values())
     where = f"checkpoint['{key}']" if key else "the checkpoint itself"

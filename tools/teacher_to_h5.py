@@ -36,7 +36,8 @@ The root group gets the attributes `format=tessera-checkpoint-v1`, `source=<inpu
 `heads` cannot be read off the weights: it is --heads if given, else width // 64 (true of every
 released CLIP and DINO ViT); tiny test models need --heads. `grid` is the patch grid side, so
 the image size is patch * grid. An input that is not such a state dict stops with one line
-`error: ...` naming the missing entries. The output is written to a temporary file and renamed.
+`error: ...` naming the missing entries. The output is written to a temporary file and renamed
+(tools/h5_checkpoint.py).
 """
 import argparse
 import json
@@ -46,11 +47,10 @@ import sys
 import warnings
 import zipfile
 
-import h5py
-import numpy as np
 import torch
 
-FORMAT = "tessera-checkpoint-v1"
+from h5_checkpoint import (check_shape, describe_keys, fail, float32_array, is_state_dict, require, torch_load,
+                           write_checkpoint)
 
 CLIP_TOP = ["conv1.weight", "class_embedding", "positional_embedding", "ln_pre.weight", "ln_pre.bias",
             "ln_post.weight", "ln_post.bias", "proj"]
@@ -62,10 +62,6 @@ DINO_TOP = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.pr
 DINO_BLOCK = ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
               "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias",
               "mlp.fc2.weight", "mlp.fc2.bias"]
-
-
-def fail(message):
-    raise SystemExit(f"error: {message}")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -88,26 +84,10 @@ def load(path):
                 return torch.jit.load(path, map_location="cpu").state_dict(), "TorchScript archive"
         except Exception as e:
             fail(f"{path} looks like a TorchScript archive but torch.jit.load failed: {e}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True), "checkpoint"
-    except Exception as safe_error:  # DINO training checkpoints pickle argparse.Namespace in "args"
-        print(f"note: weights-only load failed ({type(safe_error).__name__}); "
-              "loading with full unpickling (only do this for files you trust)", file=sys.stderr)
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False), "checkpoint"
-        except Exception as e:
-            fail(f"cannot read {path} as a PyTorch checkpoint: {e}")
-
-
-def is_state_dict(obj):
-    return isinstance(obj, dict) and len(obj) > 0 and any(torch.is_tensor(v) for v in obj.values())
-
-
-def list_keys(obj, limit=12):
-    if not isinstance(obj, dict):
-        return type(obj).__name__
-    keys = sorted(map(str, obj.keys()))
-    return ", ".join(keys[:limit]) + (f", ... ({len(keys)} in all)" if len(keys) > limit else "")
+    try:   # DINO training checkpoints pickle argparse.Namespace in "args": full unpickling
+        return torch_load(path)[0], "checkpoint"
+    except Exception as e:
+        fail(f"cannot read {path} as a PyTorch checkpoint: {e}")
 
 
 def pick_state_dict(ckpt, candidates):
@@ -116,7 +96,7 @@ def pick_state_dict(ckpt, candidates):
             return ckpt[key], f"checkpoint['{key}']"
     if is_state_dict(ckpt):
         return ckpt, "the state dict"
-    fail(f"no state dict found (keys: {list_keys(ckpt)})")
+    fail(f"no state dict found (keys: {describe_keys(ckpt)})")
 
 
 def tensors_only(state):
@@ -133,17 +113,18 @@ def block_indices(names, prefix, suffix):
     return len(found)
 
 
-def require(state, names, what):
-    missing = [n for n in names if n not in state]
-    if missing:
-        shown = ", ".join(missing[:8]) + (f", ... ({len(missing)} missing)" if len(missing) > 8 else "")
-        fail(f"not a {what} state dict: missing {shown}")
-
-
-def check_shape(state, name, shape):
-    got = tuple(state[name].shape)
-    if got != tuple(shape):
-        fail(f"{name} has shape {list(got)}, expected {list(shape)}")
+def vit_layout(state, top, prefix, first, block, what, conv):
+    """Checks a ViT state dict's top-level names and its blocks' (`prefix`<i>.`block`, i from 0, their
+    count read off `first`) and that the patch convolution `conv` is square; returns (blocks, width, patch)."""
+    require(state, top, what)
+    n = block_indices(state, prefix, first)
+    if n == 0:
+        fail(f"not a {what} state dict: missing {prefix}0.{first}")
+    require(state, [f"{prefix}{i}.{name}" for i in range(n) for name in block], what)
+    width, _, patch, patch_w = state[conv].shape
+    if patch != patch_w:
+        fail(f"{conv} has a non-square kernel {patch}x{patch_w}")
+    return n, width, patch
 
 
 def heads_for(width, override):
@@ -172,14 +153,8 @@ def clip_visual(state, heads_override):
         fail("this looks like a timm/DINO ViT (patch_embed.proj.weight); use --kind dino")
     if "conv1.weight" in state and "class_embedding" not in state and "attnpool.c_proj.weight" in state:
         fail("this is a CLIP ResNet image tower (attnpool), not a ViT")
-    require(state, CLIP_TOP, "CLIP ViT")
-    layers = block_indices(state, "transformer.resblocks.", "attn.in_proj_weight")
-    if layers == 0:
-        fail("not a CLIP ViT state dict: missing transformer.resblocks.0.attn.in_proj_weight")
-    require(state, [f"transformer.resblocks.{i}.{n}" for i in range(layers) for n in CLIP_BLOCK], "CLIP ViT")
-    width, _, patch, patch_w = state["conv1.weight"].shape
-    if patch != patch_w:
-        fail(f"conv1.weight has a non-square kernel {patch}x{patch_w}")
+    layers, width, patch = vit_layout(state, CLIP_TOP, "transformer.resblocks.", "attn.in_proj_weight", CLIP_BLOCK,
+                                      "CLIP ViT", "conv1.weight")
     grid = grid_of(state["positional_embedding"].shape[0], "positional_embedding")
     output_dim = state["proj"].shape[1]
     check_shape(state, "conv1.weight", (width, 3, patch, patch))
@@ -229,14 +204,8 @@ def dino_backbone(state, heads_override):
         out[name] = value
     if any(n.endswith(("conv1.weight", "class_embedding")) for n in out):
         fail("this looks like a CLIP image tower (conv1.weight / class_embedding); use --kind clip")
-    require(out, DINO_TOP, "DINO ViT")
-    depth = block_indices(out, "blocks.", "attn.qkv.weight")
-    if depth == 0:
-        fail("not a DINO ViT state dict: missing blocks.0.attn.qkv.weight")
-    require(out, [f"blocks.{i}.{n}" for i in range(depth) for n in DINO_BLOCK], "DINO ViT")
-    width, _, patch, patch_w = out["patch_embed.proj.weight"].shape
-    if patch != patch_w:
-        fail(f"patch_embed.proj.weight has a non-square kernel {patch}x{patch_w}")
+    depth, width, patch = vit_layout(out, DINO_TOP, "blocks.", "attn.qkv.weight", DINO_BLOCK, "DINO ViT",
+                                     "patch_embed.proj.weight")
     if out["pos_embed"].dim() != 3 or out["pos_embed"].shape[0] != 1:
         fail(f"pos_embed has shape {list(out['pos_embed'].shape)}, expected [1, grid^2 + 1, width]")
     grid = grid_of(out["pos_embed"].shape[1], "pos_embed")
@@ -273,24 +242,10 @@ def main():
     else:
         state, where = pick_state_dict(ckpt, ("teacher", "state_dict", "model"))
         tensors, config = dino_backbone(state, args.heads)
-    arrays = {name: value.detach().to("cpu", torch.float32).contiguous().numpy()
-              for name, value in tensors.items()}
+    arrays = {name: float32_array(value) for name, value in tensors.items()}
 
-    temporary = f"{args.output}.tmp-{os.getpid()}"
-    try:
-        # Format bounds readable by libhdf5 1.10 (what the Swift side links against).
-        with h5py.File(temporary, "w", libver=("earliest", "v110")) as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["source"] = os.path.basename(args.input)
-            f.attrs["teacher"] = args.kind
-            f.attrs["teacher_config"] = json.dumps(config)
-            params = f.create_group("params", track_order=True)   # keep the PyTorch order
-            for name, array in arrays.items():
-                params.create_dataset(name, data=np.asarray(array, dtype=np.float32))
-        os.replace(temporary, args.output)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    write_checkpoint(args.output, arrays, os.path.basename(args.input),
+                     teacher=args.kind, teacher_config=json.dumps(config))
 
     total = sum(a.size for a in arrays.values())
     print(f"wrote {args.kind} teacher {json.dumps(config)}: {len(arrays)} tensors ({total:,} values) "
