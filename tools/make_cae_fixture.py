@@ -16,12 +16,12 @@ installed, einops (modeling_discrete_vae imports rearrange for its own DiscreteV
 looked up in, by priority (tools/fixture_common.py):
     --cae-repo PATH,  $CAE_REPO,  /work/.mirror/Atten4Vis+CAE/repo
 
-Model (cae.h5): ContextAutoencoderViT(img 32, patch 4 -> 8 x 8 grid, 3 channels, embed_dim 32,
+Model (cae.h5): ContextAutoencoderViT(img 32, patch 4 -> 8 x 8 grid, 3 channels, embed_dim 64,
 depth 2, 4 heads, mlp_ratio 4, qkv_bias, LayerNorm eps 1e-6, init_values 0.1, drop_path 0,
-decoder_embed_dim 32, regressor_depth 2, decoder_depth 2, decoder_num_heads 4,
+decoder_embed_dim 64, regressor_depth 2, decoder_depth 2, decoder_num_heads 4,
 decoder_layer_scale_init_value 0.1, decoder_num_classes 64), args = Namespace(model_type 'cae',
-regressor_depth 2, decoder_embed_dim 32, decoder_depth 2), built after torch.manual_seed(0).
-Width 32 rather than 64: at 64 the weights plus gradients alone are 2.9 MB. With embed_dim ==
+regressor_depth 2, decoder_embed_dim 64, decoder_depth 2), built after torch.manual_seed(0).
+Width 64, the size the CAE issue names (weights plus gradients about 2.9 MB). With embed_dim ==
 decoder_embed_dim (as in every CAE recipe) there is no encoder_to_regresser projection. Then
   * every nn.LayerNorm gets weight 1 + 0.1 randn, bias 0.1 randn; every other bias (Linear
     biases, the patch-embedding bias, the attention q_bias / v_bias) + 0.02 randn; every layer
@@ -69,16 +69,16 @@ with Tensor.cuda the identity during the forward (the model moves rd_pos_embed w
 
 cae.h5 holds
     params/<name>             every model.state_dict() entry (tools/pth_to_h5.py): rd_pos_embed
-                              [1,65,32] and encoder.pos_embed / alignment_encoder.pos_embed
-                              [1,65,32] are requires_grad=False nn.Parameters holding the fixed
-                              MoCo-v3 sin-cos table with a zero cls row; mask_token [1,1,32]
+                              [1,65,64] and encoder.pos_embed / alignment_encoder.pos_embed
+                              [1,65,64] are requires_grad=False nn.Parameters holding the fixed
+                              MoCo-v3 sin-cos table with a zero cls row; mask_token [1,1,64]
     images [3,3,32,32], tokenizer_images [3,3,64,64], mask [3,64] (float32 0/1),
     mask_uniforms [3,128] (float32), mask_consumed [3] (int32)
     f32/dvae_logits [3,64,8,8]       the tokenizer's logits (float32)
     f32/input_ids [3,64]             token ids as float32
     f32/logits [24,64]               outputs: the masked positions of sample 0, then 1, then 2,
                                      each in ascending patch order (= labels' order)
-    f32/latent_predict [3,8,32], f32/latent_target [3,8,32]
+    f32/latent_predict [3,8,64], f32/latent_target [3,8,64]
     f32/loss_main, f32/loss_align, f32/loss, f32/accuracy   float64 scalars of the float32 values
     f32/grads/<name>                 for every parameter with requires_grad (all but rd_pos_embed,
                                      *.pos_embed and alignment_encoder.*, which get none)
@@ -139,7 +139,7 @@ B = 3
 IMG, PATCH, GRID = 32, 4, 8
 L = GRID * GRID
 VOCAB = 64
-WIDTH = 32
+WIDTH = 64
 TOKENIZER_IMG = 8 * GRID          # the dVAE downsamples by 8
 NORM_EPS = 1e-6
 MODEL = dict(img_size=IMG, patch_size=PATCH, in_chans=3, embed_dim=WIDTH, depth=2, num_heads=4,

@@ -19,11 +19,11 @@ final class CAETests: ScratchTestCase {
         arch: custom
         img_size: 32
         patch_size: 4
-        width: 32
+        width: 64
         depth: 2
         heads: 4
         layer_scale: 0.1
-        decoder: {width: 32, depth: 2, heads: 4}
+        decoder: {width: 64, depth: 2, heads: 4}
         regressor_depth: 2
         decoder_layer_scale: 0.1
         num_mask_patches: 8
