@@ -50,8 +50,6 @@ public final class SemAIM: Module, PretrainMethod {
     public let ema: SAIM?
     /// The frozen teacher of predict_feature clip/dino.
     public let teacher: Teacher?
-    /// The EMA decay of the current epoch (`afterOptimizerStep`).
-    public private(set) var emaDecay: Float = 0.999
 
     public var encoder: ViTEncoder { model.encoder }
 
@@ -264,7 +262,6 @@ public final class SemAIM: Module, PretrainMethod {
     public func afterOptimizerStep(epoch: Int) {
         guard let ema else { return }
         let decay = Self.emaDecay(epoch: epoch)
-        emaDecay = Float(decay)
         let a = Float(decay), c = Float(1 - decay)
         for ((_, e), (_, o)) in zip(ema.stateDict(), model.stateDict()) {
             let ep = e.data, op = o.data
