@@ -47,8 +47,10 @@ public final class DataLoader: @unchecked Sendable {
     private var _wait = 0.0
     private var knownBad = Set<Int>()
 
-    /// Samples replaced because they could not be read (all epochs).
-    public var skippedCount: Int { lock.lock(); defer { lock.unlock() }; return _skipped }
+    /// Distinct samples that could not be read (each warned about once).
+    public var skippedCount: Int { lock.lock(); defer { lock.unlock() }; return knownBad.count }
+    /// Times a sample was replaced by the next readable one (a bad image counts once per epoch).
+    public var skippedSamples: Int { lock.lock(); defer { lock.unlock() }; return _skipped }
     /// Seconds the consumer spent waiting in `next()` (all epochs).
     public var waitSeconds: Double { lock.lock(); defer { lock.unlock() }; return _wait }
 

@@ -106,3 +106,45 @@ public func prepareFashionMNIST(root: String = FashionMNIST.defaultRoot, out: St
     }
     return written
 }
+
+/// An unlabeled folder of JPEGs for pre-training: every `.jpg`/`.jpeg` at any depth under
+/// `<root>/<split>` (hidden files and folders skipped), sorted by path, each with label 0 and no
+/// classes. A missing folder or one without JPEGs throws a one-line `DataError` when it is built.
+public struct ImageFiles: ImageDataset {
+    public let root: String
+    public let paths: [String]
+    public var decoder: JPEGDecoder
+    public var classes: [String] { [] }
+    public var count: Int { paths.count }
+
+    public init(root: String, split: String = "", decoder: JPEGDecoder = JPEGDecoder()) throws {
+        let dir = split.isEmpty ? root : (root as NSString).appendingPathComponent(split)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) else {
+            throw DataError("image folder does not exist", path: dir)
+        }
+        guard isDir.boolValue else { throw DataError("not a directory", path: dir) }
+        guard let walker = FileManager.default.enumerator(atPath: dir) else {
+            throw DataError("cannot list directory", path: dir)
+        }
+        var found: [String] = []
+        while let rel = walker.nextObject() as? String {
+            let name = (rel as NSString).lastPathComponent
+            if name.hasPrefix(".") {
+                walker.skipDescendants()
+                continue
+            }
+            if ImageFolder.extensions.contains((name as NSString).pathExtension.lowercased()) {
+                found.append((dir as NSString).appendingPathComponent(rel))
+            }
+        }
+        guard !found.isEmpty else { throw DataError("no .jpg/.jpeg images at any depth", path: dir) }
+        self.root = dir
+        paths = found.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
+        self.decoder = decoder
+    }
+
+    public func sample(_ i: Int) throws -> (image: Image, label: Int) {
+        (try decoder.decode(file: paths[i]), 0)
+    }
+}

@@ -11,8 +11,16 @@ public struct JPEGDecoder: Sendable {
     /// When set, decode with the strongest libjpeg scaling factor (1/8 … 1) that keeps both
     /// sides ≥ `minSide`. Off (nil) by default: exact full-size decoding.
     public var minSide: Int?
+    /// Largest width × height decoded; a bigger header is refused before anything is allocated (a
+    /// small file can claim an enormous size). PIL's decompression-bomb error is at the same size.
+    public var maxPixels: Int
 
-    public init(minSide: Int? = nil) { self.minSide = minSide }
+    public static let defaultMaxPixels = 178_956_970
+
+    public init(minSide: Int? = nil, maxPixels: Int = JPEGDecoder.defaultMaxPixels) {
+        self.minSide = minSide
+        self.maxPixels = maxPixels
+    }
 
     /// Decodes `bytes`; `name` appears in error messages (usually the file path).
     public func decode(_ bytes: [UInt8], name: String = "<memory>") throws -> Image {
@@ -25,6 +33,9 @@ public struct JPEGDecoder: Sendable {
             var w: Int32 = 0, h: Int32 = 0, subsamp: Int32 = 0, colorspace: Int32 = 0
             if tjDecompressHeader3(handle, buf.baseAddress, UInt(buf.count), &w, &h, &subsamp, &colorspace) != 0 {
                 throw DataError("corrupt JPEG header: \(String(cString: tjGetErrorStr2(handle)))", path: name)
+            }
+            guard Int(w) * Int(h) <= maxPixels else {
+                throw DataError("image of \(w)×\(h) pixels is larger than data.max_image_pixels (\(maxPixels))", path: name)
             }
             var outW = Int(w), outH = Int(h)
             if let m = minSide { (outW, outH) = JPEGDecoder.scaledSize(width: outW, height: outH, minSide: m) }

@@ -55,8 +55,27 @@ final class IDXTests: XCTestCase {
         }
     }
 
-    func testGzipErrors() {
+    func testGzipErrors() throws {
         XCTAssertThrowsError(try gunzip([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 0, 3, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]))
+        // The real labels file: intact it inflates to its IDX header; cut short it is reported as truncated.
+        let path = FashionMNIST.defaultRoot + "/t10k-labels-idx1-ubyte.gz"
+        let gz = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let raw = try gunzip(gz)
+        XCTAssertEqual(raw.count, 8 + 10_000)
+        XCTAssertEqual(Array(raw[0..<4]), [0, 0, 8, 1])
+        XCTAssertThrowsError(try gunzip(Array(gz[0..<(gz.count / 2)]))) { e in
+            XCTAssertTrue("\(e)".contains("truncated"), "\(e)")
+        }
+        var flipped = gz
+        flipped[gz.count - 6] ^= 0xFF  // inside the CRC-32 of the trailer
+        XCTAssertThrowsError(try gunzip(flipped))
+        // Two members in one file inflate to both (as gzip -d does).
+        XCTAssertEqual(try gunzip(gz + gz).count, 2 * raw.count)
+    }
+
+    func testCRC32IsTheStandardOne() {
+        XCTAssertEqual(crc32(Array("123456789".utf8)), 0xCBF4_3926)
+        XCTAssertEqual(crc32([]), 0)
     }
 }
 
@@ -119,6 +138,45 @@ final class ImageFolderTests: XCTestCase {
         }
         XCTAssertEqual(batches, 2)
         XCTAssertEqual(loader.skippedCount, 1)
+    }
+
+    /// A small JPEG whose frame header claims 60000 × 60000 pixels is refused before any allocation,
+    /// and a loader skips and counts it like a corrupt file.
+    func testOversizedHeaderIsRefusedAndSkipped() throws {
+        let root = makeTree("huge", classes: ["a": 4, "b": 4])
+        var bytes = Fixtures.bytes("coffee.jpg")
+        // The SOFn marker (FF C0 … FF C2) holds height and width at offsets 5–8 after the marker.
+        let sof = try XCTUnwrap((0..<(bytes.count - 9)).first { bytes[$0] == 0xFF && (0xC0...0xC2).contains(bytes[$0 + 1]) })
+        for k in [5, 7] { bytes[sof + k] = 0xEA; bytes[sof + k + 1] = 0x60 }  // 60000
+        write(bytes, root + "/train/b/img2.jpg")
+        XCTAssertThrowsError(try JPEGDecoder().decode(bytes, name: "huge.jpg")) { e in
+            XCTAssertTrue("\(e)".contains("60000×60000") && "\(e)".contains("data.max_image_pixels"), "\(e)")
+        }
+        XCTAssertNoThrow(try JPEGDecoder().decode(Fixtures.bytes("coffee.jpg")))
+        XCTAssertThrowsError(try JPEGDecoder(maxPixels: 1000).decode(Fixtures.bytes("coffee.jpg")))
+        let ds = try ImageFolder(root: root, split: "train")
+        let loader = DataLoader(dataset: ds, pipeline: TransformPipeline(crop: .randomResizedCrop, size: 16),
+                                batchSize: 4, shuffle: false, dropLast: true, seed: 1, workers: 2)
+        for epoch in 0..<2 { for _ in loader.epoch(epoch) {} }
+        XCTAssertEqual(loader.skippedCount, 1, "one bad image")
+        XCTAssertEqual(loader.skippedSamples, 2, "replaced once per epoch")
+    }
+
+    /// The unlabeled data set: JPEGs at any depth, hidden entries skipped, sorted, label 0.
+    func testImageFilesFindsJPEGsAtAnyDepth() throws {
+        let root = tempDir("unlabeled")
+        let photo = encodeJPEG(Fixtures.decoded("chelsea.jpg").cropped(CropBox(top: 0, left: 0, height: 20, width: 20)), quality: 90)
+        for p in ["/train/x.jpg", "/train/deep/er/y.JPEG", "/train/a.jpeg", "/train/.hidden/z.jpg", "/train/.w.jpg"] {
+            write(photo, root + p)
+        }
+        write([1, 2, 3], root + "/train/notes.txt")
+        let ds = try ImageFiles(root: root, split: "train")
+        XCTAssertEqual(ds.paths.map { String($0.dropFirst(root.count + 7)) }, ["a.jpeg", "deep/er/y.JPEG", "x.jpg"])
+        XCTAssertEqual(ds.classes, [])
+        XCTAssertEqual(try ds.sample(1).label, 0)
+        XCTAssertEqual(try ds.sample(1).image.width, 20)
+        try FileManager.default.createDirectory(atPath: root + "/empty", withIntermediateDirectories: true)
+        XCTAssertThrowsError(try ImageFiles(root: root, split: "empty")) { e in XCTAssertTrue("\(e)".contains("no .jpg"), "\(e)") }
     }
 
     func testPrepareFashionMNISTLayout() throws {

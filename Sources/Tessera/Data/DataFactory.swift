@@ -13,7 +13,9 @@ extension Registry {
         case .fashionMNIST, .idx:
             base = try FashionMNIST(root: d.path, split: split)
         case .imagefolder:
-            base = try ImageFolder(root: d.path, split: split)
+            base = try ImageFolder(root: d.path, split: split, decoder: JPEGDecoder(maxPixels: d.maxImagePixels))
+        case .images:
+            base = try ImageFiles(root: d.path, split: split, decoder: JPEGDecoder(maxPixels: d.maxImagePixels))
         }
         let limit = train ? d.limit : d.valLimit
         return limit > 0 && limit < base.count ? Subset(base: base, count: limit) : base

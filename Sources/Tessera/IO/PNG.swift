@@ -1,19 +1,9 @@
 import Foundation
+import TesseraData
 
-/// A minimal PNG writer (8-bit RGB, zlib "stored" blocks): enough for pictures in run directories.
+/// A PNG writer (8-bit RGB, zlib deflate at level 6, every row with PNG's "up" filter): pictures in
+/// run directories.
 public enum PNG {
-    static let crcTable: [UInt32] = (0..<256).map { n -> UInt32 in
-        var c = UInt32(n)
-        for _ in 0..<8 { c = (c & 1) != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
-        return c
-    }
-
-    static func crc32(_ bytes: [UInt8]) -> UInt32 {
-        var c: UInt32 = 0xFFFF_FFFF
-        for b in bytes { c = crcTable[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
-        return c ^ 0xFFFF_FFFF
-    }
-
     static func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
 
     static func chunk(_ type: String, _ data: [UInt8]) -> [UInt8] {
@@ -26,22 +16,17 @@ public enum PNG {
         precondition(rgb.count == width * height * 3, "tessera: PNG needs \(width * height * 3) bytes, got \(rgb.count)")
         var raw: [UInt8] = []
         raw.reserveCapacity((width * 3 + 1) * height)
+        // Filter type 2 ("up"): each byte minus the byte above it, which deflates the flat regions of
+        // reconstructions and plots far better than unfiltered rows.
+        let stride = width * 3
         for y in 0..<height {
-            raw.append(0)
-            raw += rgb[(y * width * 3)..<((y + 1) * width * 3)]
+            raw.append(2)
+            for x in 0..<stride {
+                let above = y > 0 ? rgb[(y - 1) * stride + x] : 0
+                raw.append(rgb[y * stride + x] &- above)
+            }
         }
-        var z: [UInt8] = [0x78, 0x01]
-        var a: UInt32 = 1, b: UInt32 = 0
-        for v in raw { a = (a + UInt32(v)) % 65521; b = (b + a) % 65521 }
-        var pos = 0
-        repeat {
-            let n = min(65535, raw.count - pos)
-            let last: UInt8 = pos + n == raw.count ? 1 : 0
-            z += [last, UInt8(n & 0xFF), UInt8(n >> 8), UInt8(~n & 0xFF), UInt8((~n >> 8) & 0xFF)]
-            z += raw[pos..<(pos + n)]
-            pos += n
-        } while pos < raw.count
-        z += be32((b << 16) | a)
+        let z = zlibCompress(raw)
         let ihdr = be32(UInt32(width)) + be32(UInt32(height)) + [8, 2, 0, 0, 0]
         return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + chunk("IHDR", ihdr) + chunk("IDAT", z) + chunk("IEND", [])
     }
