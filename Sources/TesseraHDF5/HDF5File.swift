@@ -109,6 +109,43 @@ public final class HDF5File: @unchecked Sendable {
         fileID = id
     }
 
+    /// Creates an HDF5 file held in memory only (the core driver without a backing store); `path`
+    /// names it in errors. `closeIntoImage()` returns its bytes: HDF5 itself never writes to disk, so
+    /// a failing disk cannot leave the library with a half-closed file.
+    init(creatingInMemory path: String) throws {
+        self.path = path
+        self.writable = true
+        let id: hid_t = withHDF5 {
+            let fapl = H5Pcreate(tessera_h5p_file_access())
+            defer { H5Pclose(fapl) }
+            guard fapl >= 0, H5Pset_fapl_core(fapl, 16 << 20, false) >= 0 else { return -1 }
+            return H5Fcreate(path, tessera_h5f_acc_trunc(), tessera_h5p_default(), fapl)
+        }
+        guard id >= 0 else {
+            let reason = withHDF5 { withLibraryDetail("unable to create the in-memory file") }
+            throw HDF5Error(path: path, dataset: nil, action: "create HDF5 file \(path)", reason: reason)
+        }
+        fileID = id
+    }
+
+    /// Flushes an in-memory file, copies out its bytes and closes it.
+    fileprivate func closeIntoImage() throws -> [UInt8] {
+        try withHDF5 {
+            guard fileID >= 0 else { throw HDF5Error(path: path, dataset: nil, action: "finish writing \(path)", reason: "file is closed") }
+            defer { _ = H5Fclose(fileID); fileID = -1 }
+            let size = H5Fflush(fileID, H5F_SCOPE_GLOBAL) >= 0 ? H5Fget_file_image(fileID, nil, 0) : -1
+            guard size > 0 else {
+                throw HDF5Error(path: path, dataset: nil, action: "finish writing \(path)", reason: withLibraryDetail("no file image"))
+            }
+            var bytes = [UInt8](repeating: 0, count: size)
+            let got = bytes.withUnsafeMutableBytes { H5Fget_file_image(fileID, $0.baseAddress, size) }
+            guard got == size else {
+                throw HDF5Error(path: path, dataset: nil, action: "finish writing \(path)", reason: withLibraryDetail("file image incomplete"))
+            }
+            return bytes
+        }
+    }
+
     /// Opens an existing HDF5 file read-only.
     public init(reading path: String) throws {
         self.path = path
@@ -137,20 +174,6 @@ public final class HDF5File: @unchecked Sendable {
             if fileID >= 0 {
                 _ = H5Fclose(fileID)
                 fileID = -1
-            }
-        }
-    }
-
-    /// Flushes everything to the OS and closes, reporting failures (unlike `close()`).
-    fileprivate func flushAndClose() throws {
-        try withHDF5 {
-            guard fileID >= 0 else { return }
-            let flushed = H5Fflush(fileID, H5F_SCOPE_GLOBAL)
-            let closed = H5Fclose(fileID)
-            fileID = -1
-            if flushed < 0 || closed < 0 {
-                throw HDF5Error(path: path, dataset: nil, action: "finish writing \(path)",
-                                reason: withLibraryDetail("flush/close failed"))
             }
         }
     }
@@ -697,26 +720,53 @@ public final class HDF5File: @unchecked Sendable {
 // MARK: - Atomic writes
 
 public enum HDF5 {
-    /// Writes a file atomically: body writes into `path + ".tmp-<pid>"`, the file is flushed and fsync'ed, then renamed over `path`.
-    /// If body throws (or the process dies), `path` is untouched and the temporary file is removed (when possible).
+    /// Writes a file atomically: `body` builds the file in memory, its bytes go to `path + ".tmp-<pid>"`
+    /// with write(2), which is fsync'ed and renamed over `path`. If anything fails (a full disk
+    /// included) `path` is untouched, the temporary file is removed and the error is one line naming
+    /// `path`; if the process dies, the temporary is left for the next start to remove.
     public static func writeAtomically(to path: String, _ body: (HDF5File) throws -> Void) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        var isDirectory: ObjCBool = false
+        if !directory.isEmpty,
+           !FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            throw HDF5Error(path: path, dataset: nil, action: "create HDF5 file \(path)", reason: "no such directory \(directory)")
+        }
         let temporary = path + ".tmp-\(getpid())"
-        let file = try HDF5File(creating: temporary)
+        let file = try HDF5File(creatingInMemory: temporary)
+        let image: [UInt8]
         do {
             try body(file)
-            try file.flushAndClose()
-            try fsyncFile(temporary, path: path)
-            guard rename(temporary, path) == 0 else {
-                throw HDF5Error(path: path, dataset: nil, action: "replace \(path) with \(temporary)",
-                                reason: String(cString: strerror(errno)))
-            }
+            image = try file.closeIntoImage()
         } catch {
             file.close()
-            unlink(temporary)
             throw error
         }
+        func failure(_ action: String) -> HDF5Error {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            return HDF5Error(path: path, dataset: nil, action: "\(action) \(path)", reason: reason)
+        }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure("create") }
+        var written = 0
+        let ok = image.withUnsafeBytes { raw -> Bool in
+            while written < raw.count {
+                let n = write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return false }
+                written += n
+            }
+            return fsync(fd) == 0
+        }
+        if !ok {
+            let saved = errno
+            _ = closeDescriptor(fd)
+            errno = saved
+            throw failure("write")
+        }
+        guard closeDescriptor(fd) == 0 else { throw failure("write") }
+        guard rename(temporary, path) == 0 else { throw failure("replace") }
         // Make the rename itself durable (best effort: some file systems refuse to fsync a directory).
-        let directory = (path as NSString).deletingLastPathComponent
         let dfd = open(directory.isEmpty ? "." : directory, O_RDONLY)
         if dfd >= 0 {
             _ = fsync(dfd)
@@ -732,14 +782,4 @@ public enum HDF5 {
         #endif
     }
 
-    private static func fsyncFile(_ file: String, path: String) throws {
-        let fd = open(file, O_RDONLY)
-        guard fd >= 0 else {
-            throw HDF5Error(path: path, dataset: nil, action: "sync \(file)", reason: String(cString: strerror(errno)))
-        }
-        defer { _ = closeDescriptor(fd) }
-        guard fsync(fd) == 0 else {
-            throw HDF5Error(path: path, dataset: nil, action: "sync \(file)", reason: String(cString: strerror(errno)))
-        }
-    }
 }
