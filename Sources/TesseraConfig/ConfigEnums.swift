@@ -102,6 +102,8 @@ public enum MaskGenerator: String, CaseIterable, Sendable {
 public enum DatasetKind: String, CaseIterable, Sendable {
     case fashionMNIST = "fashion-mnist"
     case imagefolder, idx
+    /// Every JPEG at any depth under `<path>/<split>`, unlabeled (pre-training only).
+    case images
 }
 
 /// Training crop: rrc = RandomResizedCrop(scale, ratio); resize_center = Resize + CenterCrop;
@@ -138,16 +140,19 @@ public enum KnnFeature: String, CaseIterable, Sendable {
 }
 
 /// How a run resumes: `auto` picks up `checkpoint-last.h5` in the run directory if present,
-/// `none` starts fresh, or an explicit checkpoint path.
+/// `none` starts fresh (in an empty run directory only), `restart` moves an existing run directory
+/// aside and starts fresh, or an explicit checkpoint path.
 public enum ResumeMode: Equatable, Sendable, CustomStringConvertible {
     case auto
     case none
+    case restart
     case path(String)
 
     public var description: String {
         switch self {
         case .auto: return "auto"
         case .none: return "none"
+        case .restart: return "restart"
         case .path(let p): return p
         }
     }

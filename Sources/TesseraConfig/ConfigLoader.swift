@@ -57,13 +57,22 @@ public enum ConfigLoader {
             throw ConfigError(origin: origin ?? .file(path: file, line: 0), key: origin == nil ? nil : "_base_",
                               message: "config file not found: \(file)")
         }
-        do {
-            return try String(contentsOfFile: file, encoding: .utf8)
-        } catch {
-            throw ConfigError(origin: origin ?? .file(path: file, line: 0), key: origin == nil ? nil : "_base_",
-                              message: "cannot read \(file): \(error.localizedDescription)")
+        let at = origin ?? .file(path: file, line: 0), key = origin == nil ? nil : "_base_"
+        let attributes = try? FileManager.default.attributesOfItem(atPath: file)
+        if let size = (attributes?[.size] as? NSNumber)?.intValue, size > maxFileBytes {
+            throw ConfigError(origin: at, key: key, message: "\(file) is \(size) bytes; a config file holds at most \(maxFileBytes)")
         }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ConfigError(origin: at, key: key, message: "cannot read \(file)")
+        }
+        guard !data.contains(0), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(origin: at, key: key, message: "\(file) is not a UTF-8 text file (a binary file?)")
+        }
+        return text
     }
+
+    /// Largest config file read (a YAML experiment config is a few kilobytes).
+    static let maxFileBytes = 1 << 20
 
     /// Parses `yaml` and merges in its bases; `chain` holds the absolute paths of the including files.
     private static func resolve(yaml: String, file: String, chain: [String]) throws -> ConfigNode {

@@ -82,8 +82,13 @@ extension ConfigNode {
             throw ConfigError(origin: .file(path: file, line: 0), key: nil, message: "\(error)")
         }
         guard let root else { return ConfigNode(.mapping([]), origin: .file(path: file, line: 1)) }
-        return try convert(root, file: file, path: "")
+        var budget = maxNodes
+        return try convert(root, file: file, path: "", budget: &budget)
     }
+
+    /// Most values one config file may hold once aliases are expanded: a "billion laughs" file of
+    /// nested aliases stops here instead of exhausting memory.
+    static let maxNodes = 100_000
 
     /// Parses a `--set` value (a YAML scalar or flow collection).
     static func parseOverrideValue(_ text: String, key: String) throws -> ConfigNode {
@@ -94,7 +99,8 @@ extension ConfigNode {
             throw ConfigError(origin: .override, key: key, message: "cannot parse value '\(text)' as YAML")
         }
         guard let root else { return ConfigNode(.scalar("", quoted: false), origin: .override) }
-        return relocated(try convert(root, file: "--set", path: key), to: .override)
+        var budget = maxNodes
+        return relocated(try convert(root, file: "--set", path: key, budget: &budget), to: .override)
     }
 
     private static func relocated(_ node: ConfigNode, to origin: ConfigOrigin) -> ConfigNode {
@@ -111,8 +117,13 @@ extension ConfigNode {
         return copy
     }
 
-    private static func convert(_ node: Node, file: String, path: String) throws -> ConfigNode {
+    private static func convert(_ node: Node, file: String, path: String, budget: inout Int) throws -> ConfigNode {
         let origin = ConfigOrigin.file(path: file, line: node.mark?.line ?? 0)
+        budget -= 1
+        guard budget >= 0 else {
+            throw ConfigError(origin: origin, key: path.isEmpty ? nil : path,
+                              message: "the file expands to more than \(maxNodes) values (nested YAML aliases?)")
+        }
         switch node {
         case .scalar(let scalar):
             let quoted = scalar.style == .singleQuoted || scalar.style == .doubleQuoted
@@ -121,7 +132,7 @@ extension ConfigNode {
         case .sequence(let sequence):
             var items: [ConfigNode] = []
             for (index, item) in sequence.enumerated() {
-                items.append(try convert(item, file: file, path: "\(path)[\(index)]"))
+                items.append(try convert(item, file: file, path: "\(path)[\(index)]", budget: &budget))
             }
             return ConfigNode(.sequence(items), origin: origin)
         case .mapping(let mapping):
@@ -138,7 +149,7 @@ extension ConfigNode {
                     throw ConfigError(origin: keyOrigin, key: dotted, message: "duplicate key '\(key)'")
                 }
                 entries.append(ConfigEntry(key: key, keyOrigin: keyOrigin,
-                                           value: try convert(valueNode, file: file, path: dotted)))
+                                           value: try convert(valueNode, file: file, path: dotted, budget: &budget)))
             }
             return ConfigNode(.mapping(entries), origin: origin)
         case .alias:

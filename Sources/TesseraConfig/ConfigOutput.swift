@@ -69,3 +69,46 @@ extension ConfigSchema {
         text.replacingOccurrences(of: "|", with: "\\|")
     }
 }
+
+extension ExperimentSpec {
+    /// Every key's dotted path and its value as the resolved YAML writes it.
+    public func settings() -> [String: String] {
+        Dictionary(uniqueKeysWithValues: ConfigSchema.keys.map { ($0.path, $0.encode(self)) })
+    }
+}
+
+extension ConfigSchema {
+    /// The dotted key → value text of a file `resolvedYAML()` wrote (a run directory's config.yaml).
+    public static func settings(resolvedYAML text: String) -> [String: String] {
+        var out: [String: String] = [:]
+        var stack: [(indent: Int, name: String)] = []
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            let line = String(raw)
+            let trimmed = line.drop { $0 == " " }
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            let indent = line.count - trimmed.count
+            guard let colon = trimmed.firstIndex(of: ":") else { continue }
+            let name = String(trimmed[..<colon])
+            let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            while let last = stack.last, last.indent >= indent { stack.removeLast() }
+            let dotted = (stack.map(\.name) + [name]).joined(separator: ".")
+            if value.isEmpty { stack.append((indent, name)) } else { out[dotted] = value }
+        }
+        return out
+    }
+
+    /// The keys whose values differ between two settings maps. A key the old map lacks (written by
+    /// an older Tessera) counts only when the new value differs from the key's default.
+    public static func differences(_ old: [String: String], _ new: [String: String]) -> [(key: String, old: String, new: String)] {
+        var out: [(key: String, old: String, new: String)] = []
+        for key in keys {
+            let n = new[key.path] ?? ""
+            if let o = old[key.path] {
+                if o != n { out.append((key.path, o, n)) }
+            } else if !(key.defaultIsLiteral && key.defaultText == n) {
+                out.append((key.path, "(absent)", n))
+            }
+        }
+        return out
+    }
+}

@@ -39,7 +39,9 @@ public enum ConfigSchema {
         .make("epochs", \.epochs, .value(0), .atLeast(0),
               "training epochs; required (≥ 1) for every task except knn", aka: ["num_epochs", "epoch"]),
         .make("resume", \.resume, .value(.auto),
-              "auto = continue from checkpoint-last.h5 in the run directory if present; none; or a checkpoint path"),
+              "auto = continue from checkpoint-last.h5 in the run directory if present (the stored config must match, "
+              + "see README \"Run directories\"); none = start fresh, refused when the run directory already holds a run; "
+              + "restart = move an existing run directory aside to <name>.restart-<n> and start fresh; or a checkpoint path"),
         .make("init", \.initCheckpoint, .value(nil),
               "pretrained checkpoint loaded before a downstream task; null = none",
               aka: ["finetune", "pretrained", "checkpoint_path", "weights"]),
@@ -206,7 +208,8 @@ public enum ConfigSchema {
 
     static let data: [ConfigKey] = [
         .make("data.dataset", \.data.dataset, .value(.fashionMNIST),
-              "format: fashion-mnist (gzip IDX files), imagefolder (split/class/*.jpg), idx (IDX files)",
+              "format: fashion-mnist (gzip IDX files), imagefolder (split/class/*.jpg), idx (IDX files), "
+              + "images (every .jpg at any depth under path/split, unlabeled: pre-training only)",
               aka: ["name", "type", "data_set"]),
         .make("data.path", \.data.path, .derived("fashion-mnist: \(fashionMNISTPath); others required") { spec, _ in
                   guard spec.data.dataset == .fashionMNIST else {
@@ -228,6 +231,9 @@ public enum ConfigSchema {
               "per-channel normalisation mean (one value per model.in_chans)"),
         .make("data.std", \.data.std, .value([0.229, 0.224, 0.225]), .nonEmpty(.greaterThan(0)),
               "per-channel normalisation std (one value per model.in_chans)"),
+        .make("data.max_image_pixels", \.data.maxImagePixels, .value(178_956_970), .greaterThan(0),
+              "largest decoded image (width × height); a larger JPEG is skipped and counted like a corrupt one "
+              + "(the default is PIL's decompression-bomb limit)", aka: ["max_pixels"]),
         .make("data.limit", \.data.limit, .value(0), .atLeast(0),
               "use only the first N training samples; 0 = all", aka: ["max_samples", "subset"]),
         .make("data.val_limit", \.data.valLimit, .value(0), .atLeast(0),
@@ -333,8 +339,12 @@ public enum ConfigSchema {
         .make("checkpoint.every", \.checkpoint.every, .value(20), .atLeast(0),
               "write checkpoint-<epoch>.h5 every N epochs (and after the last); 0 = only the last",
               aka: ["interval", "save_freq", "freq"]),
-        .make("checkpoint.keep_last", \.checkpoint.keepLast, .value(true),
+        .make("checkpoint.write_last", \.checkpoint.writeLast, .value(true),
               "also write checkpoint-last.h5 after every epoch (what resume: auto reads)"),
+        .make("checkpoint.keep_last", \.checkpoint.keepLast, .value(0), .atLeast(0),
+              "keep only the newest N numbered checkpoint-<epoch>.h5 files (older ones are deleted once a newer one is "
+              + "written); checkpoint-last.h5 and checkpoint-best.h5 are always kept; 0 = keep every numbered checkpoint",
+              aka: ["keep", "max_keep"]),
     ]
 
     static let log: [ConfigKey] = [

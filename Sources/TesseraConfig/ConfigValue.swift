@@ -174,21 +174,23 @@ extension ScheduleStyle: ConfigEnum {}
 extension KnnFeature: ConfigEnum {}
 
 extension ResumeMode: ConfigValue {
-    static var typeName: String { "auto|none|path" }
+    static var typeName: String { "auto|none|restart|path" }
     static func decode(_ node: ConfigNode) throws -> ResumeMode {
         if node.isNull { return .none }
         guard case .scalar(let text, let quoted) = node.content else {
-            throw ValueIssue("expected auto, none or a checkpoint path, got \(node.shortDescription)")
+            throw ValueIssue("expected auto, none, restart or a checkpoint path, got \(node.shortDescription)")
         }
         if !quoted && text == "auto" { return .auto }
         if !quoted && text == "none" { return .none }
-        guard !text.isEmpty else { throw ValueIssue("expected auto, none or a checkpoint path, got ''") }
+        if !quoted && text == "restart" { return .restart }
+        guard !text.isEmpty else { throw ValueIssue("expected auto, none, restart or a checkpoint path, got ''") }
         return .path(text)
     }
     var yaml: String {
         switch self {
         case .auto: return "auto"
         case .none: return "none"
+        case .restart: return "restart"
         case .path(let path): return path.yaml
         }
     }

@@ -150,6 +150,7 @@ public struct DataSpec: Equatable, Sendable {
     public var valLimit = 0
     public var padTo: Int? = nil
     public var resizeTo: Int? = nil
+    public var maxImagePixels = 0
     init() {}
 }
 
@@ -220,7 +221,9 @@ public struct EvalSpec: Equatable, Sendable {
 /// Checkpoint writing (`checkpoint:`).
 public struct CheckpointSpec: Equatable, Sendable {
     public var every = 0
-    public var keepLast = true
+    public var writeLast = true
+    /// Numbered checkpoints kept (the newest N); 0 = all.
+    public var keepLast = 0
     init() {}
 }
 

@@ -246,6 +246,14 @@ struct SpecDecoder {
                           "data.std has \(spec.data.std.count) values but model.in_chans is \(m.inChans)")
         }
         let a = spec.augment
+        if spec.initCheckpoint != nil && spec.task == .pretrain {
+            throw failure(["init", "task"], "init is not used by task: pretrain (it loads the encoder of a downstream task); "
+                          + "to continue a pre-training run use resume: PATH")
+        }
+        if spec.data.dataset == .images && spec.task != .pretrain {
+            throw failure(["data.dataset", "task"], "images is an unlabeled data set; task: \(spec.task.rawValue) needs class labels "
+                          + "(use imagefolder: <path>/<split>/<class>/*.jpg)")
+        }
         if a.scale[0] > a.scale[1] { throw failure(["augment.scale"], "min \(fmt(a.scale[0])) exceeds max \(fmt(a.scale[1]))") }
         if a.ratio[0] > a.ratio[1] { throw failure(["augment.ratio"], "min \(fmt(a.ratio[0])) exceeds max \(fmt(a.ratio[1]))") }
 

@@ -109,7 +109,8 @@ final class DefaultsTests: XCTestCase {
         XCTAssertEqual(spec.eval.knnK, [10, 20, 100, 200])
         XCTAssertEqual(spec.eval.knnTemperature, 0.07)
         XCTAssertEqual(spec.checkpoint.every, 20)
-        XCTAssertTrue(spec.checkpoint.keepLast)
+        XCTAssertTrue(spec.checkpoint.writeLast)
+        XCTAssertEqual(spec.checkpoint.keepLast, 0)
         XCTAssertEqual(spec.log.every, 10)
         XCTAssertTrue(spec.log.pictures)
     }

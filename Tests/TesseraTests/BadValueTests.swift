@@ -39,4 +39,62 @@ final class BadValueTests: ScratchTestCase {
             }
         }
     }
+
+    /// A width whose weights cannot fit in memory is refused before any model is built (it used to
+    /// SIGSEGV on an unchecked allocation), and nothing is written. The config itself loads: it may be
+    /// meant for a bigger machine.
+    func testWidthBeyondMemory() throws {
+        let huge = mae.replacingOccurrences(of: "width: 32\ndepth", with: "width: 100000000\nheads: 1\ndepth")
+            .replacingOccurrences(of: "\nheads: 2\ndecoder", with: "\ndecoder")
+        let spec = try loadSpec(model: huge, name: "huge", extra: "output_dir: \"\(scratch.path)\"", scratch: scratch)
+        XCTAssertThrowsError(try PretrainRunner(spec: spec).train()) { e in
+            XCTAssertTrue("\(e)".contains("model.width 100000000") && "\(e)".contains("GiB"), "\(e)")
+            XCTAssertEqual("\(e)".split(separator: "\n").count, 1, "\(e)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.appendingPathComponent("huge").path))
+        // A frozen-encoder task counts the weights only.
+        var probe = spec
+        probe.task = .knn
+        XCTAssertNoThrow(try MemoryBound.check(probe, memory: MemoryBound.parameters(spec) * 8))
+        XCTAssertThrowsError(try MemoryBound.check(spec, memory: MemoryBound.parameters(spec) * 8))
+    }
+
+    /// A config that expands nested aliases ("billion laughs") stops with one line instead of
+    /// exhausting memory; a binary file and an oversized file are refused with a clear line.
+    func testAliasBombBinaryAndHugeConfigs() throws {
+        var yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for i in 1...9 { yaml += "a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        yaml += "name: bomb\ntask: knn\nbatch_size: 4\nmodel: {method: mae, arch: tiny}\n"
+        let started = Date()
+        XCTAssertThrowsError(try ConfigLoader.load(yaml: yaml, file: "bomb.yaml", checkPaths: false)) { e in
+            XCTAssertTrue("\(e)".contains("bomb.yaml") && "\(e)".contains("more than 100000 values"), "\(e)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 20, "the expansion must stop early")
+
+        let binary = scratch.appendingPathComponent("model.yaml")
+        try Data([0x89, 0x48, 0x44, 0x46, 0x00, 0x01, 0xFF, 0xFE]).write(to: binary)
+        XCTAssertThrowsError(try ConfigLoader.load(path: binary.path)) { e in
+            XCTAssertTrue("\(e)".contains(binary.path) && "\(e)".contains("not a UTF-8 text file"), "\(e)")
+        }
+        let huge = scratch.appendingPathComponent("huge.yaml")
+        try Data(repeating: 0x20, count: 2 << 20).write(to: huge)
+        XCTAssertThrowsError(try ConfigLoader.load(path: huge.path)) { e in
+            XCTAssertTrue("\(e)".contains("a config file holds at most"), "\(e)")
+        }
+    }
+
+    /// `init` means nothing to pre-training: say so instead of ignoring it. The unlabeled data set is
+    /// for pre-training only.
+    func testInitOnPretrainAndUnlabeledDataDownstream() throws {
+        let base = "name: x\nbatch_size: 4\nepochs: 1\nmodel: {method: mae, arch: tiny}\n"
+        XCTAssertThrowsError(try ConfigLoader.load(yaml: base + "task: pretrain\ninit: some.h5\n", file: "p.yaml", checkPaths: false)) { e in
+            XCTAssertTrue("\(e)".contains("p.yaml:") && "\(e)".contains("init") && "\(e)".contains("resume: PATH"), "\(e)")
+        }
+        XCTAssertThrowsError(try ConfigLoader.load(yaml: base + "task: linprobe\ndata: {dataset: images, path: /tmp}\n", file: "l.yaml",
+                                                   checkPaths: false)) { e in
+            XCTAssertTrue("\(e)".contains("data.dataset") && "\(e)".contains("class labels"), "\(e)")
+        }
+        XCTAssertNoThrow(try ConfigLoader.load(yaml: base + "task: pretrain\ndata: {dataset: images, path: /tmp}\n", file: "u.yaml",
+                                               checkPaths: false))
+    }
 }

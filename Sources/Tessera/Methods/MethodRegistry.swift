@@ -28,7 +28,7 @@ public enum Registry {
     public static let optimizers = ["adamw", "sgd", "lars", "lars_timm"]
     public static let schedules = ["mae (per-iteration warmup + half-cosine on fractional epochs)",
                                    "beit (precomputed per-iteration array, linspace warmup)"]
-    public static let datasets = ["fashion-mnist", "imagefolder", "idx"]
+    public static let datasets = ["fashion-mnist", "imagefolder", "idx", "images"]
     public static let maskGenerators = ["random (MAE noise argsort)", "shared (MAE-priv batched_shuffle)",
                                         "permutation (SAIM: U[0,1) noise order, content/query attention masks)",
                                         "block (CAE/BEiT: boxes of at least block_min_patches until num_mask_patches), random (CAE: a uniform subset)",
