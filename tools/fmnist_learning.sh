@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The README's learning table on Fashion-MNIST.
+#   Every method's encoder is also probed with CAE's attentive probe (cfgs/attentive/FMNIST_ViT-T.yaml).
 #   MAE: pre-training (about 20 minutes), then k-NN, linear probing and fine-tuning of the pre-trained
 #   encoder beside the same protocols on a randomly initialised encoder (k-NN, linear probe) or the same
 #   model trained from scratch (fine-tuning).
@@ -37,19 +38,19 @@ ONLY=${1:-all}
 if [ "$ONLY" = all ] || [ "$ONLY" = mae ]; then
   MAE_CK=runs/FMNIST_ViT-T_MAE/checkpoint-5.h5
   [ -f "$MAE_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_MAE.yaml
-  run_protocols mae "$MAE_CK" knn lincls finetune
+  run_protocols mae "$MAE_CK" knn lincls finetune attentive
 fi
 
 if [ "$ONLY" = all ] || [ "$ONLY" = saim ]; then
   SAIM_CK=runs/FMNIST_ViT-T_SAIM/checkpoint-2.h5
   [ -f "$SAIM_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_SAIM.yaml
-  run_protocols saim "$SAIM_CK" knn lincls
+  run_protocols saim "$SAIM_CK" knn lincls attentive
 fi
 
 if [ "$ONLY" = all ] || [ "$ONLY" = semaim ]; then
   SEMAIM_CK=runs/FMNIST_ViT-T_SemAIM/checkpoint-2.h5
   [ -f "$SEMAIM_CK" ] || ./run.sh cfgs/pretrain/FMNIST_ViT-T_SemAIM.yaml
-  run_protocols semaim "$SEMAIM_CK" knn lincls
+  run_protocols semaim "$SEMAIM_CK" knn lincls attentive
 fi
 
 if [ "$ONLY" = all ] || [ "$ONLY" = cae ]; then

@@ -16,7 +16,7 @@ struct TesseraCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tessera",
         abstract: "Self-supervised ViT pre-training (MAE, MAE-priv, SAIM, SemAIM, CAE) and its evaluation protocols (fine-tuning, linear, attentive and k-NN probing).",
-        subcommands: [Train.self, Step.self, List.self, Prepare.self, Bench.self, ConfigDoc.self, SweepCommand.self, TableCommand.self])
+        subcommands: [Train.self, Step.self, VisualizeCommand.self, List.self, Prepare.self, Bench.self, ConfigDoc.self, SweepCommand.self, TableCommand.self])
 }
 
 struct ConfigOptions: ParsableArguments {
@@ -45,23 +45,32 @@ struct Train: ParsableCommand {
             case .pretrain:
                 let runner = try PretrainRunner(spec: spec, overrides: options.overrides)
                 let s = try runner.train()
+                if s.alreadyComplete { complete(s.runDir, String(format: "final loss %.5f", s.finalLoss)) }
                 print(String(format: "done: %@ — final loss %.5f, %.0f images/s, data wait %.1f%%, %.0f s",
                              s.runDir, s.finalLoss, s.imagesPerSecond, 100 * s.dataWaitShare, s.seconds))
             case .knn:
                 let runner = try KNNRunner(spec: spec, overrides: options.overrides)
                 let r = try runner.run()
                 let k = r.keys.sorted()
-                print("done: \(runner.directory.path) — k-NN top-1 " + k.map { String(format: "%.2f%% @%d", r[$0]!.top1, $0) }.joined(separator: ", "))
+                let text = "k-NN top-1 " + k.map { String(format: "%.2f%% @%d", r[$0]!.top1, $0) }.joined(separator: ", ")
+                if runner.alreadyComplete { complete(runner.directory.path, text) }
+                print("done: \(runner.directory.path) — " + text)
             case .linprobe, .finetune, .attentive:
                 let runner = try DownstreamRunner(spec: spec, overrides: options.overrides)
                 let s = try runner.train()
+                if s.alreadyComplete { complete(s.runDir, String(format: "%@ top-1 %.2f%%, top-5 %.2f%%", s.task, s.top1, s.top5)) }
                 print(String(format: "done: %@ — %@ top-1 %.2f%%, top-5 %.2f%% (best top-1 %.2f%%), %.0f s",
                              s.runDir, s.task, s.top1, s.top5, s.bestTop1, s.seconds))
-            default:
-                throw TrainingError(description: "tessera: task '\(spec.task.rawValue)' is not implemented yet (pretrain is)")
             }
         } catch { fail(error) }
     }
+}
+
+/// A rerun of a finished run: says so and exits 0, having changed nothing.
+func complete(_ dir: String, _ result: String) -> Never {
+    print("complete: \(dir) already holds this finished run (\(result)); nothing was changed. "
+          + "Raise epochs to extend it, or --set resume=restart to run it again.")
+    exit(0)
 }
 
 struct Step: ParsableCommand {
@@ -77,6 +86,26 @@ struct Step: ParsableCommand {
     func run() throws {
         let spec = options.load(checkPaths: false)
         do { try StepCommand.run(spec: spec, weights: weights, batch: batch, out: out) } catch { fail(error) }
+    }
+}
+
+struct VisualizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "visualize",
+        abstract: "Write a method's pictures (reconstructions, orders, attention maps) of chosen JPEGs with a checkpoint's weights.")
+    @OptionGroup var options: ConfigOptions
+    @Option(name: .customLong("init"), help: "A pre-training checkpoint of the config's method.")
+    var weights: String
+    @Option(parsing: .upToNextOption, help: "JPEG files.")
+    var images: [String]
+    @Option(help: "Output folder.")
+    var out: String
+
+    func run() throws {
+        let spec = options.load(checkPaths: false)
+        do {
+            for file in try Visualize.run(spec: spec, weights: weights, images: images, out: out) { print("wrote \(file)") }
+        } catch { fail(error) }
     }
 }
 

@@ -150,12 +150,18 @@ final class KNNTests: ScratchTestCase {
         XCTAssertNotNil(r2[5])
         print(String(format: "KNNTests: cached rerun %.3f s", second))
 
-        // Another feature kind invalidates the cache.
+        // Another feature kind is another run: refused in this directory, naming the key; with
+        // resume=restart the old run (and its cache) moves aside and the features are extracted anew.
         let spec3 = try loadSpec(knnYAML(name: "random"), overrides: overrides + ["eval.knn_feature=mean"])
-        let third = try KNNRunner(spec: spec3, overrides: overrides)
+        XCTAssertThrowsError(try KNNRunner(spec: spec3, overrides: overrides).run()) { e in
+            XCTAssertTrue("\(e)".contains("eval.knn_feature: cls → mean"), "\(e)")
+        }
+        let spec4 = try loadSpec(knnYAML(name: "random"), overrides: overrides + ["eval.knn_feature=mean", "resume=restart"])
+        let third = try KNNRunner(spec: spec4, overrides: overrides)
         third.echo = false
         _ = try third.run()
         XCTAssertFalse(third.usedCache)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path + ".restart-1/features.h5"))
     }
 
     /// `init`: a checkpoint with the full encoder loads (same features as the source model); one

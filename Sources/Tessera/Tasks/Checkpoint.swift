@@ -68,6 +68,16 @@ public struct Checkpoint {
     }
 }
 
+extension Tensor {
+    /// True when every element is a finite number.
+    var allFinite: Bool {
+        let p = data
+        var ok = true
+        for i in 0..<count where !p[i].isFinite { ok = false; break }
+        return ok
+    }
+}
+
 public struct CheckpointError: Error, CustomStringConvertible {
     public let description: String
 }
@@ -161,6 +171,11 @@ public func loadWeights(into model: Module, from path: String, map: ([String: Te
                         exempt: (String) -> Bool = { _ in false }) throws -> StateDictMismatch {
     let ck = try Checkpoint.read(path)
     var state = map(ck.params)
+    let broken = state.filter { !$0.value.allFinite }.keys.sorted()
+    if !broken.isEmpty {
+        throw CheckpointError(description: "tessera: \(path): tensor(s) \(broken.prefix(5).joined(separator: ", "))"
+                              + "\(broken.count > 5 ? " and \(broken.count - 5) more" : "") hold NaN or infinite values")
+    }
     adaptPositionTables(&state, to: model)
     let report = try model.load(state: state, strict: false)
     let params = Set(model.namedParameters().map(\.name))

@@ -17,6 +17,19 @@ public struct DownstreamSummary {
     public var bestTop1: Double
     public var imagesPerSecond: Double
     public var seconds: Double
+    /// True when the run directory already held the finished run and nothing was done.
+    public var alreadyComplete = false
+}
+
+extension DownstreamSummary {
+    /// The summary of a finished run from its summary.json.
+    init(finished run: RunDirectory, task: String) throws {
+        let s = try readSummary(run)
+        self.init(runDir: run.path, task: s["task"] as? String ?? task, epochs: s["epochs"] as? Int ?? 0, steps: s["steps"] as? Int ?? 0,
+                  finalLoss: s["final_loss"] as? Double ?? .nan, top1: s["top1"] as? Double ?? .nan, top5: s["top5"] as? Double ?? .nan,
+                  bestTop1: s["best_top1"] as? Double ?? .nan, imagesPerSecond: s["images_per_s"] as? Double ?? 0,
+                  seconds: s["seconds"] as? Double ?? 0, alreadyComplete: true)
+    }
 }
 
 /// Evaluation result on the validation split.
@@ -68,6 +81,7 @@ public final class DownstreamRunner {
                 throw TrainingError(description: "tessera: the data set reports no classes; set model.num_classes")
             }
         }
+        try MemoryBound.check(spec)
         let m = DownstreamRunner.buildModel(spec, numClasses: numClasses)
         var rng = RandomGenerator(seed: UInt64(spec.seed))
         DownstreamRunner.initialize(m, spec, rng: &rng)
@@ -76,7 +90,7 @@ public final class DownstreamRunner {
         }
         model = m
         groups = DownstreamRunner.paramGroups(spec, m)
-        run = try RunDirectory(path: runDir ?? (spec.outputDir as NSString).appendingPathComponent(spec.name))
+        run = RunDirectory(path: runDir ?? (spec.outputDir as NSString).appendingPathComponent(spec.name))
     }
 
     // MARK: model
@@ -257,7 +271,15 @@ public final class DownstreamRunner {
             throw TrainingError(description: "tessera: mixup/cutmix needs an even batch_size, got \(spec.batchSize)")
         }
 
-        let resumed = try resumeOrStart(spec: spec, run: run, model: model, optimizer: opt, overrides: overrides, echo: echo)
+        _ = try Registry.dataset(spec, train: false)
+        let explicit = try explicitResumePoint(spec, model: model, optimizer: opt)
+
+        // Everything is checked; only now is the run directory touched.
+        let opening = try run.open(spec: spec, overrides: overrides, echo: echo)
+        defer { run.release() }
+        if opening == .complete { return try DownstreamSummary(finished: run, task: task) }
+        let resumed = try resumeOrStart(spec: spec, run: run, opening: opening, explicit: explicit, model: model, optimizer: opt,
+                                        overrides: overrides, echo: echo)
         let startEpoch = resumed.epoch, resumePath = resumed.path
         var best = resumePath != nil ? bestFromMetrics() ?? -1 : -1.0
         let trainable = groups.reduce(0) { $0 + $1.params.reduce(0) { $0 + $1.tensor.count } }
@@ -312,14 +334,15 @@ public final class DownstreamRunner {
         let summary = DownstreamSummary(runDir: run.path, task: task, epochs: spec.epochs, steps: spec.epochs * iters,
                                         finalLoss: lastEpochLoss, top1: final.top1, top5: final.top5, bestTop1: best,
                                         imagesPerSecond: ips, seconds: seconds)
-        try run.write("summary.json", jsonObject([
+        if spec.log.pictures { try? Pictures.curves(metrics: run.file("metrics.jsonl"), to: run.file("curves.png")) }
+        try run.write("summary.json", JSON.object([
             "task": task, "method": spec.model.method.rawValue, "epochs": spec.epochs, "steps": summary.steps,
             "top1": final.top1, "top5": final.top5, "best_top1": best, "final_loss": lastEpochLoss,
             "images_per_s": ips, "seconds": seconds, "parameters": model.parameterCount, "trained_parameters": trainable,
             "num_classes": numClasses, "init": spec.initCheckpoint ?? "", "pool": model.pool.rawValue,
+            "skipped_images": loader.skippedCount, "batch_size": spec.batchSize, "accum_iter": spec.accumIter,
+            "effective_batch": spec.batchSize * spec.accumIter, "peak_memory_mib": Memory.peakResidentMiB(),
         ]))
-        if spec.log.pictures { try? Pictures.curves(metrics: run.file("metrics.jsonl"), to: run.file("curves.png")) }
-        run.closeLogs()
         return summary
     }
 }

@@ -148,14 +148,27 @@ public final class KNNRunner {
     public var echo = true
     /// Whether the last `run()` took its features from features.h5.
     public private(set) var usedCache = false
+    /// Whether the last `run()` found the finished run and only reported its results.
+    public private(set) var alreadyComplete = false
 
     public init(spec: ExperimentSpec, overrides: [String] = [], runDir: String? = nil) throws {
         self.spec = spec
         self.overrides = overrides
-        directory = try RunDirectory(path: runDir ?? (spec.outputDir as NSString).appendingPathComponent(spec.name))
+        directory = RunDirectory(path: runDir ?? (spec.outputDir as NSString).appendingPathComponent(spec.name))
     }
 
     public var cachePath: String { directory.file("features.h5") }
+
+    /// The k-NN accuracies a finished run's summary holds for every k of `k`; nil when one is missing.
+    static func results(_ summary: [String: Any], k: [Int]) -> [Int: (top1: Double, top5: Double)]? {
+        guard let knn = summary["knn"] as? [String: Any] else { return nil }
+        var out: [Int: (top1: Double, top5: Double)] = [:]
+        for v in k {
+            guard let t1 = (knn["top1@\(v)"] as? NSNumber)?.doubleValue, let t5 = (knn["top5@\(v)"] as? NSNumber)?.doubleValue else { return nil }
+            out[v] = (t1, t5)
+        }
+        return out
+    }
 
     /// Pool and feature norm for `eval.knn_feature` (spec §7.3): MAE-priv's raw cls / raw mean of all
     /// tokens, SemAIM's norm(x)[:, 0] / fresh-LN(mean of patch tokens).
@@ -170,6 +183,7 @@ public final class KNNRunner {
 
     /// The feature extractor with `init` loaded (or a random encoder when `init` is null).
     public func buildModel() throws -> ViTClassifier {
+        try MemoryBound.check(spec)
         let (pool, norm) = Self.pooling(spec.eval.knnFeature)
         let model = ViTClassifier(Registry.vitShape(spec), Registry.vitStyle(spec), pool: pool, featureNorm: norm, numClasses: 0)
         guard let path = spec.initCheckpoint else {
@@ -233,20 +247,30 @@ public final class KNNRunner {
     public func run() throws -> [Int: (top1: Double, top5: Double)] {
         if spec.threads > 0 { Parallel.setThreads(spec.threads) }
         let started = Date()
-        try directory.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides)
-        defer { directory.closeLogs() }
         let trainSet = try Registry.dataset(spec, train: true)
         let valSet = try Registry.dataset(spec, train: false)
         let key = cacheKey()
+        let cached = readCache(key: key, trainCount: trainSet.count, valCount: valSet.count)
+        // The encoder (and its init checkpoint) is checked before the run directory is touched.
+        let encoder = cached == nil ? try buildModel() : nil
+        let opening = try directory.open(spec: spec, overrides: overrides, echo: echo)
+        defer { directory.release() }
+        let previous = directory.isFinished ? try readSummary(directory) : nil
+        alreadyComplete = false
+        if opening == .complete, let previous, let done = Self.results(previous, k: spec.eval.knnK) {
+            alreadyComplete = true
+            return done
+        }
+        if opening == .fresh { try directory.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides) }
         let x: Features
-        if let cached = readCache(key: key, trainCount: trainSet.count, valCount: valSet.count) {
+        if let cached {
             usedCache = true
             x = cached
             directory.log("\(spec.name): k-NN on cached features (\(cachePath)): \(x.train.shape[0]) train, \(x.val.shape[0]) val, "
                     + "width \(x.train.shape[1])", echo: echo)
         } else {
             usedCache = false
-            let model = try buildModel()
+            guard let model = encoder else { preconditionFailure("the encoder is built whenever the cache is not used") }
             directory.log("\(spec.name): k-NN, \(spec.model.arch.rawValue) encoder from \(spec.initCheckpoint ?? "random init (seed \(spec.seed))"), "
                     + "feature \(spec.eval.knnFeature.rawValue), \(trainSet.count) train / \(valSet.count) val images", echo: echo)
             let pipe = Registry.pipeline(spec, train: false)
@@ -267,14 +291,15 @@ public final class KNNRunner {
         let result = KNN.classify(train: x.train, trainLabels: x.trainLabels, test: x.val, testLabels: x.valLabels,
                                   k: spec.eval.knnK, temperature: Float(spec.eval.knnTemperature), numClasses: classes)
         let voteSeconds = Date().timeIntervalSince(t1)
-        var knn: [String: Any] = [:]
+        // Results for k values asked for earlier stay in the summary (same features, same vote).
+        var knn: [String: Any] = (previous?["knn"] as? [String: Any]) ?? [:]
         for k in result.keys.sorted() {
             let r = result[k]!
             knn["top1@\(k)"] = r.top1
             knn["top5@\(k)"] = r.top5
             directory.log(String(format: "k-NN k=%d T=%g: top-1 %.2f%%  top-5 %.2f%%", k, spec.eval.knnTemperature, r.top1, r.top5), echo: echo)
         }
-        try directory.write("summary.json", jsonObject([
+        try directory.write("summary.json", JSON.object([
             "task": "knn", "method": spec.model.method.rawValue, "feature": spec.eval.knnFeature.rawValue,
             "init": spec.initCheckpoint ?? "random", "temperature": spec.eval.knnTemperature, "knn": knn,
             "train_images": x.train.shape[0], "val_images": x.val.shape[0], "cached_features": usedCache,

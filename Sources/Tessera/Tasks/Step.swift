@@ -12,6 +12,7 @@ public enum StepCommand {
     /// a checkpoint or converted state dict (`params/<name>`). Writes `loss`, `terms/<name>`, `mask`,
     /// `prediction` and `grads/<name>` to `out`.
     public static func run(spec: ExperimentSpec, weights: String, batch: String, out: String) throws {
+        try MemoryBound.check(spec)
         var rng = RandomGenerator(seed: UInt64(spec.seed))
         let model = try Registry.method(spec.model.method.rawValue).build(spec, &rng)
         // Fixed tables (pos embeds, blur kernels) may be absent from a converted state dict; everything trainable must fit.

@@ -190,26 +190,13 @@ public enum TrainBenchmark {
         }
     }
 
-    static func residentBytes() -> Int {
-        guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-        let fields = s.split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-    }
-
-    static func peakResidentBytes() -> Int {
-        var u = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &u)
-        return u.ru_maxrss * 1024
-    }
-
     /// Trains the preset in this process on fixed synthetic images: `warmup` untimed steps, then
     /// `steps` timed ones (forward, backward, AdamW update, zeroing the gradients). `dataParallel`
     /// splits each batch over the threads as pre-training does by default (`PretrainStep`); false runs
     /// one pass with threaded kernels.
     public static func measureTessera(_ p: Preset, steps: Int, warmup: Int, dataParallel: Bool = true) throws -> Measurement {
         let spec = try ConfigLoader.load(yaml: p.yaml, file: "bench_\(p.name).yaml", checkPaths: false)
-        let base = residentBytes()
+        let base = Memory.residentBytes()
         var rng = RandomGenerator(seed: 0)
         let model = try Registry.method(spec.model.method.rawValue).build(spec, &rng)
         let groups = OptimBuilder.pretrainGroups(spec, model)
@@ -227,7 +214,7 @@ public enum TrainBenchmark {
             if i >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9) }
         }
         return Measurement(imagesPerSecond: Double(p.batch * times.count) / times.reduce(0, +), stepSeconds: times,
-                           peakBytes: peakResidentBytes() - base, threads: Parallel.threads)
+                           peakBytes: Memory.peakResidentBytes() - base, threads: Parallel.threads)
     }
 
     /// Runs a command and parses the last line of its output as a measurement; nil (with the reason
@@ -261,6 +248,12 @@ public enum TrainBenchmark {
         m.stepSeconds.isEmpty ? m.imagesPerSecond : Double(batch) / median(m.stepSeconds)
     }
 
+    /// "SGEMM on the model's linear shapes: 1 thread X GFLOP/s, N threads Y GFLOP/s".
+    static func sgemmLine(_ r: (one: Double, all: Double)) -> String {
+        String(format: "SGEMM on tiny32's linear shapes (OpenBLAS, single-threaded calls): 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s",
+               r.one, Parallel.threads, r.all)
+    }
+
     static func median(_ v: [Double]) -> Double {
         let t = v.sorted()
         guard !t.isEmpty else { return .nan }
@@ -283,8 +276,10 @@ public enum TrainBenchmark {
             let missing = withTorch ? "python3 with torch or \(scripts.sorted().joined(separator: ", ")) not found" : "--no-torch"
             lines.append("(PyTorch not measured: \(missing))")
         }
+        let before = OpsBenchmark.sgemmRate()
+        lines.append("CPU: \(OpsBenchmark.cpuModel). " + sgemmLine(before))
         lines.append("")
-        lines.append("model        framework        img/s per round        best img/s  GFLOP/s  peak MiB   ×eager  ×compile")
+        lines.append("model        framework        img/s per round        best img/s  GFLOP/s  %SGEMM  peak MiB   ×eager  ×compile")
         for p in presets {
             var results: [String: [Measurement]] = [:]
             var notes: [String] = []
@@ -314,7 +309,8 @@ public enum TrainBenchmark {
                 let vsEager = best("torch eager").map { String(format: "%.2f", b / $0) } ?? "-"
                 let vsCompile = best("torch compile").map { String(format: "%.2f", b / $0) } ?? "-"
                 lines.append(pad(p.name, 13) + pad(f, 17) + pad(perRound, 23)
-                             + String(format: "%10.1f  %7.1f  %8.1f  ", b, b * p.flopsPerImage / 1e9, peak)
+                             + String(format: "%10.1f  %7.1f  %5.0f %%  %8.1f  ", b, b * p.flopsPerImage / 1e9,
+                                      100 * b * p.flopsPerImage / 1e9 / before.all, peak)
                              + pad(vsEager, 7, left: true) + "  " + pad(vsCompile, 8, left: true))
             }
             // Ratios within each round (measured minutes apart, not hours), and their median.
@@ -329,12 +325,14 @@ public enum TrainBenchmark {
             for n in notes { lines.append("  note: \(n)") }
         }
         lines.append("")
+        lines.append("After the rows: " + sgemmLine(OpsBenchmark.sgemmRate()))
         lines.append("img/s: batch / median step time of each measurement; best: the best round. tessera splits each batch")
         lines.append("over the threads (one forward and backward pass per thread); tessera kernels runs one pass with threaded kernels.")
         lines.append("GFLOP/s: the PyTorch model's linear, patch-embedding (all patches) and attention products, 3 × forward, for")
         lines.append("every framework (Tessera's MAE embeds only the kept patches). SAIM: both streams over all L + 1 tokens, masks")
         lines.append("as additive float masks on both sides (PyTorch: fused SDPA). Peak MiB: growth of the process's peak resident set")
-        lines.append("over its size before the model is built; each measurement is a fresh process.")
+        lines.append("over its size before the model is built; each measurement is a fresh process. %SGEMM: GFLOP/s over the")
+        lines.append("all-thread SGEMM rate measured before the rows.")
         return lines.joined(separator: "\n")
     }
 }

@@ -109,7 +109,8 @@ final class TrainingLoop {
                 let terms = termSums.map { ($0.name, $0.sum / Double(window.count)) }
                 var fields: [(String, Any)] = [("epoch", epoch), ("step", it + 1), ("lr", lr), ("loss", meanLoss)]
                 fields += terms.map { ($0.0, $0.1 as Any) }
-                fields += [("grad_norm", Double(gradNorm)), ("images_per_s", ips), ("data_wait", wait)]
+                fields += [("grad_norm", Double(gradNorm)), ("images_per_s", ips), ("data_wait", wait),
+                           ("peak_mib", Memory.peakResidentMiB())]
                 run.logMetrics(fields)
                 let termText = terms.map { String(format: "  %@ %.4f", $0.0, $0.1) }.joined()
                 let remaining = Double((spec.epochs - epoch) * iters - i) * Double(spec.batchSize) / max(ips, 1e-9)
@@ -146,10 +147,12 @@ final class TrainingLoop {
         return ck
     }
 
-    /// Writes checkpoint-last.h5 (when `checkpoint.keep_last`) and, every `checkpoint.every` epochs,
-    /// checkpoint-<epoch>.h5; the final epoch is numbered too when `numberFinal`.
+    /// Writes checkpoint-last.h5 (when `checkpoint.write_last`) and, every `checkpoint.every` epochs,
+    /// checkpoint-<epoch>.h5; the final epoch is numbered too when `numberFinal`. With
+    /// `checkpoint.keep_last: N` only the newest N numbered files stay (deleted after the new one is
+    /// in place; checkpoint-last.h5 and checkpoint-best.h5 are other files and always stay).
     func writeEpochCheckpoints(_ ck: Checkpoint, epochsDone: Int, numberFinal: Bool) throws {
-        if spec.checkpoint.keepLast {
+        if spec.checkpoint.writeLast {
             try ck.write(to: run.lastCheckpoint)
             lastCheckpointPath = run.lastCheckpoint
         }
@@ -157,6 +160,14 @@ final class TrainingLoop {
         let periodic = spec.checkpoint.every > 0 && epochsDone % spec.checkpoint.every == 0
         if final ? numberFinal : periodic {
             try ck.write(to: run.file("checkpoint-\(epochsDone).h5"))
+            if spec.checkpoint.keepLast > 0 { pruneNumberedCheckpoints(keep: spec.checkpoint.keepLast) }
+        }
+    }
+
+    /// Deletes all but the newest `keep` checkpoint-<epoch>.h5 files of the run directory.
+    func pruneNumberedCheckpoints(keep: Int) {
+        for old in run.numberedCheckpoints().dropFirst(keep) {
+            try? FileManager.default.removeItem(atPath: old.path)
         }
     }
 }

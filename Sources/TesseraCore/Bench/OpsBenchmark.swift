@@ -67,6 +67,37 @@ public enum OpsBenchmark {
         return (Tensor.randn([na], rng: &rng), Tensor.randn([nb], rng: &rng), Tensor.zeros([nc]))
     }
 
+    /// The host's SGEMM rate on a ViT's linear shapes (tiny32: 64 × 65 rows, width 192, the fused
+    /// qkv, projection and both MLP layers, forward and both backward products), in GFLOP/s: one
+    /// thread, and `threads` single-threaded GEMMs at once on their own buffers (how the training
+    /// replicas use the cores). The ceiling a training row's arithmetic rate is read against.
+    public static func sgemmRate(threads: Int = Parallel.threads, reps: Int = 5) -> (one: Double, all: Double) {
+        let n = 64 * 65, d = 192
+        let gs = linearGemms(rows: n, inF: d, outF: 3 * d) + linearGemms(rows: n, inF: d, outF: d)
+            + linearGemms(rows: n, inF: d, outF: 4 * d) + linearGemms(rows: n, inF: 4 * d, outF: d)
+        let f = flops(gs)
+        let bufs = (0..<max(1, threads)).map { _ in buffers(gs) }
+        func serial(_ b: (a: Tensor, b: Tensor, c: Tensor)) {
+            for g in gs {
+                BLAS.gemm(transA: g.ta, transB: g.tb, m: g.m, n: g.n, k: g.k, a: b.a.data, lda: g.ta ? g.m : g.k,
+                          b: b.b.data, ldb: g.tb ? g.k : g.n, c: b.c.data, ldc: g.n, parallel: false)
+            }
+        }
+        let one = time(reps) { serial(bufs[0]) }
+        let all = threads <= 1 ? one : time(reps) {
+            DispatchQueue.concurrentPerform(iterations: bufs.count) { serial(bufs[$0]) }
+        }
+        return (f / one * 1e-9, f * Double(bufs.count) / all * 1e-9)
+    }
+
+    /// The CPU model from /proc/cpuinfo ("unknown CPU" elsewhere).
+    public static var cpuModel: String {
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+              let colon = line.firstIndex(of: ":") else { return "unknown CPU" }
+        return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+    }
+
     public struct Row {
         public let name: String
         public let flops: Double
