@@ -35,4 +35,16 @@ public struct Image: Sendable, Equatable {
         for i in 0..<(width * height) { out[3 * i] = pixels[i]; out[3 * i + 1] = pixels[i]; out[3 * i + 2] = pixels[i] }
         return Image(width: width, height: height, channels: 3, pixels: out)
     }
+
+    /// The same image with one channel: PIL's convert("L") (ITU-R 601-2 luma in PIL's 16-bit fixed
+    /// point: (19595 R + 38470 G + 7471 B + 2¹⁵) >> 16).
+    public func gray() -> Image {
+        if channels == 1 { return self }
+        var out = [UInt8](repeating: 0, count: width * height)
+        for i in 0..<(width * height) {
+            let r = Int(pixels[3 * i]), g = Int(pixels[3 * i + 1]), b = Int(pixels[3 * i + 2])
+            out[i] = UInt8((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16)
+        }
+        return Image(width: width, height: height, channels: 1, pixels: out)
+    }
 }

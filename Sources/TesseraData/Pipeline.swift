@@ -12,7 +12,8 @@ public enum CropKind: String, Sendable, CaseIterable {
     case resizeRandomCrop
     /// Resize to exactly size × size (small images).
     case resize
-    /// No geometry (the image must already be size × size, e.g. after `smallImage` padding).
+    /// No geometry when the image is already size × size (e.g. after `smallImage` padding); any other
+    /// size falls back to Resize + CenterCrop.
     case none
 }
 
@@ -116,10 +117,8 @@ public struct TransformPipeline: Sendable {
 
     /// The 8-bit image(s) after geometry, flip and autoAugment (before normalization).
     public func augment(_ input: Image, rng: inout RandomGenerator) -> (main: Image, second: Image?) {
-        var img = input
-        if channels == 1 && img.channels == 3 {
-            preconditionFailure("tessera: a 1-channel pipeline got an RGB image")
-        }
+        // A colour image in a 1-channel pipeline is converted to luminance, as PIL's convert("L").
+        var img = channels == 1 && input.channels == 3 ? input.gray() : input
         switch smallImage {
         case .pad(let s)? where img.width < s || img.height < s:
             img = centerPad(img, width: max(s, img.width), height: max(s, img.height))
@@ -150,9 +149,11 @@ public struct TransformPipeline: Sendable {
             main = img.width == size && img.height == size ? img
                 : resample(img, width: size, height: size, interpolation: interpolation)
         case .none:
-            precondition(img.width == size && img.height == size,
-                         "tessera: crop 'none' needs \(size)x\(size) images, got \(img.width)x\(img.height)")
-            main = img
+            // An image of another size (a photo given to a Fashion-MNIST pipeline, say) is resized and
+            // centre-cropped rather than copied past the end of the output (release builds drop
+            // preconditions).
+            main = img.width == size && img.height == size ? img
+                : resizeCenterCrop(img, resize: resize, crop: size, interpolation: interpolation)
         }
         var second: Image? = nil
         if let sv = secondView {

@@ -73,6 +73,22 @@ final class IDXTests: XCTestCase {
         XCTAssertEqual(try gunzip(gz + gz).count, 2 * raw.count)
     }
 
+    /// PIL's convert("L") of these pixels (PIL 13) is 76, 150, 29, 130, 255.
+    func testGrayIsPILsLuma() {
+        let img = Image(width: 5, height: 1, channels: 3, pixels: [255, 0, 0, 0, 255, 0, 0, 0, 255, 12, 200, 77, 255, 255, 255])
+        XCTAssertEqual(img.gray().pixels, [76, 150, 29, 130, 255])
+    }
+
+    /// A pipeline without geometry (Fashion-MNIST's pad-to-size evaluation) given a larger colour
+    /// photo resizes and centre-crops it to the output instead of writing past its end.
+    func testNoCropPipelineTakesAnyImage() {
+        let pipe = TransformPipeline(crop: .none, size: 32, mean: [0.5], std: [0.5], channels: 1, smallImage: .pad(to: 32), eval: true)
+        var rng = RandomGenerator(seed: 0)
+        let out = pipe.apply(Fixtures.decoded("chelsea.jpg"), rng: &rng)
+        XCTAssertEqual(out.count, 32 * 32)
+        XCTAssertTrue(out.allSatisfy(\.isFinite))
+    }
+
     func testCRC32IsTheStandardOne() {
         XCTAssertEqual(crc32(Array("123456789".utf8)), 0xCBF4_3926)
         XCTAssertEqual(crc32([]), 0)
