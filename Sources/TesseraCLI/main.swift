@@ -140,7 +140,7 @@ struct Prepare: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print benchmark tables.")
 
-    @Argument(help: "What to measure: ops (tensor core), data (JPEG decode + augment), train (MAE and SAIM training beside PyTorch).")
+    @Argument(help: "What to measure: ops (tensor core), gemm (OpenBLAS against oneDNN on the model's shapes), data (JPEG decode + augment), train (MAE and SAIM training beside PyTorch).")
     var what: String
 
     @Option(help: "For `train`: comma-separated models: tiny32 (MAE ViT-Tiny, 32 px, patch 4, batch 128), vits16 (MAE ViT-S/16, 224 px, decoder 192/4/3 as MAE-priv ViT-S, batch 32) saim_tiny32 (SAIM on tiny32's encoder, 12 query blocks, batch 128) semaim_tiny32 (the same model in SemAIM's order, with its eval-mode encoder pass) and cae_tiny32 (CAE with pixel targets on tiny32's encoder, half the patches masked).")
@@ -181,6 +181,8 @@ struct Bench: ParsableCommand {
             print(OpsBenchmark.report(s, reps: reps, torchActivationBytes: torchBlockActivationBytes(s)))
         case "data":
             print(benchmarkDecodeAugment(imageDir: images))
+        case "gemm":
+            print(OpsBenchmark.gemmComparison(reps: reps))
         case "train":
             let presets = try model.split(separator: ",").map { try TrainBenchmark.preset(String($0)) }
             let tessera = try modes(tesseraModes, option: "--tessera-modes", allowed: TrainBenchmark.tesseraModes)
@@ -198,7 +200,7 @@ struct Bench: ParsableCommand {
                                         torchModes: try modes(torchModes, option: "--torch-modes", allowed: ["eager", "compile"]),
                                         executable: CommandLine.arguments[0], toolsDirectory: tools))
         default:
-            throw ValidationError("unknown benchmark '\(what)'; choose ops, data or train")
+            throw ValidationError("unknown benchmark '\(what)'; choose ops, gemm, data or train")
         }
     }
 

@@ -90,6 +90,60 @@ public enum OpsBenchmark {
         return (f / one * 1e-9, f * Double(bufs.count) / all * 1e-9)
     }
 
+    /// `bench gemm`: every GEMM shape of the tiny32 and ViT-S/16 steps (one replica's rows: 64 × 65
+    /// and 16 × 197 tokens), single-threaded, in OpenBLAS and in oneDNN, alternated call by call;
+    /// GFLOP/s of the best of `reps` calls of each. The `auto` rule of `BLAS.backend` comes from it.
+    public static func gemmComparison(reps: Int = 20) -> String {
+        var shapes: [(String, Gemm)] = []
+        for (tag, rows, d) in [("tiny32", 64 * 65, 192), ("vits16", 16 * 197, 384)] {
+            for (name, out, inF) in [("qkv", 3 * d, d), ("proj", d, d), ("fc1", 4 * d, d), ("fc2", d, 4 * d)] {
+                for g in linearGemms(rows: rows, inF: inF, outF: out) {
+                    let kind = g.tb ? "fwd" : (g.ta ? "dW" : "dX")
+                    shapes.append(("\(tag) \(name) \(kind)", g))
+                }
+            }
+        }
+        for (tag, l, hd) in [("tiny32", 65, 64), ("vits16", 197, 64)] {
+            shapes.append(("\(tag) attn q·kᵀ", Gemm(m: l, n: l, k: hd, ta: false, tb: true, count: 1)))
+            shapes.append(("\(tag) attn p·v", Gemm(m: l, n: hd, k: l, ta: false, tb: false, count: 1)))
+            shapes.append(("\(tag) attn pᵀ·g", Gemm(m: l, n: hd, k: l, ta: true, tb: false, count: 1)))
+        }
+        let saved = BLAS.backend
+        defer { BLAS.backend = saved }
+        var out = "Single-threaded SGEMM, best of \(reps) alternated calls, GFLOP/s\n\n"
+        out += "| product | M×N×K | op | OpenBLAS | oneDNN | oneDNN ÷ OpenBLAS | auto picks |\n|---|---|---|---:|---:|---:|---|\n"
+        var total = (blas: 0.0, dnnl: 0.0, auto: 0.0, flops: 0.0)
+        for (name, g) in shapes {
+            let bufs = buffers([g])
+            let lda = g.ta ? g.m : g.k, ldb = g.tb ? g.k : g.n
+            let calls = max(1, (1 << 27) / max(1, 2 * g.m * g.n * g.k))  // ~0.1 GFLOP per timing
+            func once(_ backend: BLAS.Backend) -> Double {
+                BLAS.backend = backend
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<calls {
+                    BLAS.gemm(transA: g.ta, transB: g.tb, m: g.m, n: g.n, k: g.k, a: bufs.a.data, lda: lda, b: bufs.b.data, ldb: ldb,
+                              c: bufs.c.data, ldc: g.n, parallel: false)
+                }
+                return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(calls)
+            }
+            _ = once(.openblas); _ = once(.onednn)
+            var best = (blas: Double.infinity, dnnl: Double.infinity)
+            for _ in 0..<reps {
+                best.blas = min(best.blas, once(.openblas))
+                best.dnnl = min(best.dnnl, once(.onednn))
+            }
+            BLAS.backend = .auto
+            let picks = BLAS.prefersDNNL(g.ta, g.tb, g.m, g.n, g.k) ? "oneDNN" : "OpenBLAS"
+            let f = 2 * Double(g.m * g.n * g.k)
+            total.flops += f; total.blas += best.blas; total.dnnl += best.dnnl; total.auto += picks == "oneDNN" ? best.dnnl : best.blas
+            out += String(format: "| %@ | %d×%d×%d | %@ | %.1f | %.1f | %.2f | %@ |\n", name, g.m, g.n, g.k,
+                          (g.ta ? "T" : "N") + (g.tb ? "T" : "N"), f / best.blas * 1e-9, f / best.dnnl * 1e-9, best.blas / best.dnnl, picks)
+        }
+        out += String(format: "\nAll shapes once each: OpenBLAS %.1f GFLOP/s, oneDNN %.1f, auto %.1f (CPU: %@)\n",
+                      total.flops / total.blas * 1e-9, total.flops / total.dnnl * 1e-9, total.flops / total.auto * 1e-9, cpuModel)
+        return out
+    }
+
     /// The CPU model from /proc/cpuinfo ("unknown CPU" elsewhere).
     public static var cpuModel: String {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),

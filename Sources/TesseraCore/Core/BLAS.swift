@@ -1,8 +1,30 @@
 import CBLAS
+import CDNNLShim
+import Foundation
 
-/// Row-major SGEMM through OpenBLAS (kept single-threaded); large products are split into row or
-/// column blocks over `Parallel`.
+/// Row-major SGEMM through OpenBLAS or oneDNN (both kept single-threaded); large products are split
+/// into row or column blocks over `Parallel`.
 public enum BLAS {
+    /// Which library runs a product: `auto` picks per shape by a fixed rule (so every run, resumed
+    /// or not, makes the same choices); `TESSERA_GEMM=openblas|onednn` forces one (for measurements).
+    public enum Backend: String, Sendable { case auto, openblas, onednn }
+
+    nonisolated(unsafe) public static var backend: Backend =
+        ProcessInfo.processInfo.environment["TESSERA_GEMM"].flatMap(Backend.init(rawValue:)) ?? .auto
+
+    /// The `auto` rule, from `bench gemm` on the model's shapes (BENCHMARKS.md): oneDNN's JIT kernels
+    /// are ahead on the per-head attention products (1.2–1.7×) and on the small-K linear products
+    /// (up to 1.3×); on the large weight-gradient products (Aᵀ·B with K ≥ 1024 rows and an output of
+    /// 192 × 768 or more) the two are level or OpenBLAS is ahead, so OpenBLAS keeps those.
+    @inline(__always)
+    public static func prefersDNNL(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int) -> Bool {
+        switch backend {
+        case .openblas: return false
+        case .onednn: return true
+        case .auto: return !(transA && k >= 1024 && m * n >= 192 * 768)
+        }
+    }
+
     /// C[M,N] = alpha · op(A) · op(B) + beta · C, all row-major.
     /// op(A) is [M,K]: A is [M,K] (lda ≥ K) or, transposed, [K,M] (lda ≥ M).
     /// op(B) is [K,N]: B is [K,N] (ldb ≥ N) or, transposed, [N,K] (ldb ≥ K).
@@ -44,6 +66,10 @@ public enum BLAS {
         if k == 0 {
             // C = beta·C (BLAS may not touch C when k is zero).
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        if prefersDNNL(transA, transB, m, n, k),
+           tessera_dnnl_sgemm(transA ? 0x54 : 0x4E, transB ? 0x54 : 0x4E, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0 {
             return
         }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,

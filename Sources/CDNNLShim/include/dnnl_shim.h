@@ -1,0 +1,7 @@
+#ifndef TESSERA_DNNL_SHIM_H
+#define TESSERA_DNNL_SHIM_H
+/// Row-major SGEMM through oneDNN on the calling thread only: C = alpha op(A) op(B) + beta C.
+/// Returns 0 on success.
+int tessera_dnnl_sgemm(char transa, char transb, long m, long n, long k, float alpha,
+                       const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+#endif
