@@ -48,7 +48,7 @@ public enum ConfigSchema {
         .make("threads", \.threads, .value(0), .atLeast(0), "worker threads for compute; 0 = all cores",
               aka: ["num_threads"]),
         .make("data_parallel", \.dataParallel, .value(true),
-              "pre-training: cut each batch into one part per thread, each with its own forward and backward pass "
+              "pre-training and fine-tuning: cut each batch into one part per thread, each with its own forward and backward pass "
               + "(gradients summed; equal to the whole-batch pass up to float rounding); false = one pass with threaded kernels"),
     ]
 

@@ -108,6 +108,39 @@ final class DownstreamTests: ScratchTestCase {
         XCTAssertEqual(again.bestTop1, out.bestTop1, accuracy: 1e-9)
     }
 
+    /// Data-parallel fine-tuning: the batch split over two replicas gives the whole-batch loss and
+    /// gradients up to float summation order, with hard labels (label smoothing) and with mixup targets.
+    func testFineTuneStepSplitOverReplicasEqualsOnePass() throws {
+        let r = try runner(try spec(yaml(name: "dp", task: "finetune"), ["model.drop_path=0", "augment.smoothing=0.1"]))
+        XCTAssertEqual(r.replicas, Parallel.threads, "fine-tuning splits by default")
+        var rng = RandomGenerator(seed: 11)
+        let images = Tensor.randn([6, 3, 32, 32], rng: &rng)
+        let labels = [0, 3, 9, 3, 1, 7]
+        let soft = Tensor.randn([6, 10], rng: &rng)
+        for targets in [nil, soft] {
+            func run(_ n: Int) -> (Float, [String: [Float]]) {
+                r.model.zeroGrad()
+                let out = r.step(images: images, labels: labels, softTargets: targets, ctx: Context(training: true, rng: RandomGenerator(seed: 2)),
+                                 scale: 0.5, replicas: n)
+                var grads: [String: [Float]] = [:]
+                for (name, p) in r.model.namedParameters() { grads[name] = p.grad.map { $0.array } }
+                return (out.loss, grads)
+            }
+            let (one, g1) = run(1), (two, g2) = run(2)
+            XCTAssertEqual(two, one, accuracy: 1e-5 * abs(one))
+            XCTAssertEqual(Set(g1.keys), Set(g2.keys))
+            for (name, a) in g1 {
+                let b = g2[name]!
+                let scale = max(a.map(abs).max() ?? 0, 1e-6)
+                let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+                XCTAssertLessThan(worst / scale, 1e-4, "\(name) (soft targets: \(targets != nil))")
+            }
+        }
+        var probe = try spec(yaml(name: "lp", task: "linprobe"))
+        probe.dataParallel = true
+        XCTAssertEqual(try runner(probe).replicas, 1, "a probe's BatchNorm needs the whole batch")
+    }
+
     func testLayerDecayScales() throws {
         let s = try spec(yaml(name: "ld", task: "finetune", extra: "optim: {layer_decay: 0.5}"), ["model.depth=2"])
         let r = try runner(s)

@@ -211,6 +211,46 @@ public final class DownstreamRunner {
         return model(images, ctx: ctx)
     }
 
+    /// Threads a fine-tuning batch is split over (`data_parallel`); the probes, whose BatchNorm
+    /// statistics are those of the whole batch, run one pass.
+    public var replicas: Int { spec.task == .finetune && spec.dataParallel ? Parallel.threads : 1 }
+
+    /// One forward and backward pass of the training loss (hard labels with label smoothing, or the
+    /// mixup/cutmix soft targets), back-propagating `scale` × loss. With `replicas` > 1 (fine-tuning:
+    /// `self.replicas`) the batch is cut
+    /// into contiguous parts that run side by side (`Replicas.run`), each with its rows of the images
+    /// and targets and its own stochastic-depth generator; the loss is the image-weighted mean of the
+    /// parts' and the gradients are summed, equal to the whole-batch pass up to float summation order
+    /// (without drop path; with it, the draws differ as they would under another batch split).
+    public func step(images: Tensor, labels: [Int], softTargets: Tensor?, ctx: Context, scale: Float, replicas: Int) -> StepResult {
+        let smoothing = Float(spec.augment.smoothing)
+        func loss(_ x: Tensor, _ rows: Range<Int>, _ c: Context) -> Tensor {
+            let logits = trainLogits(x, ctx: c)
+            if let softTargets { return crossEntropy(logits, softTargets: rowsOf(softTargets, rows)) }
+            return crossEntropy(logits, labels: Array(labels[rows]), smoothing: smoothing)
+        }
+        let b = images.shape[0], n = min(max(1, replicas), b)
+        guard n > 1 else { return StepResult(loss: loss(images, 0..<b, ctx).backwardIfFinite(scale: scale)) }
+        let parts = (0..<n).map { r in (b * r / n)..<(b * (r + 1) / n) }
+        let seeds = (0..<n).map { ctx.rng.derived(0x5245_504C, UInt64($0)) }
+        var losses = [Float](repeating: 0, count: n)
+        losses.withUnsafeMutableBufferPointer { out in
+            let out = out
+            Replicas.run(n, leaves: model.namedParameters().map(\.tensor)) { r in
+                let w = Float(parts[r].count) / Float(b)
+                out[r] = loss(rowsOf(images, parts[r]), parts[r], Context(training: ctx.training, rng: seeds[r]))
+                    .backwardIfFinite(scale: scale * w) * w
+            }
+        }
+        return StepResult(loss: losses.reduce(0, +))
+    }
+
+    /// Rows `rows` of a batch-major tensor, sharing its storage.
+    func rowsOf(_ t: Tensor, _ rows: Range<Int>) -> Tensor {
+        let per = t.count / t.shape[0]
+        return t.view([rows.count] + t.shape.dropFirst(), start: rows.lowerBound * per)
+    }
+
     /// Top-1/top-5 accuracy (%) and mean cross-entropy on the validation split.
     public func evaluate() throws -> EvalResult {
         let ds = try Registry.dataset(spec, train: false)
@@ -295,15 +335,12 @@ public final class DownstreamRunner {
         for epoch in startEpoch..<spec.epochs {
             let result = try loop.epoch(epoch) { batch, it, scale in
                 let ctx = Context(training: true, rng: modelRNG(it))
-                let loss: Tensor
+                var soft: Tensor? = nil
                 if let mixup {
                     var r = mixRNG(it)
-                    let targets = try mixup.apply(images: batch.images, labels: batch.labels, rng: &r)
-                    loss = crossEntropy(trainLogits(batch.images, ctx: ctx), softTargets: targets)
-                } else {
-                    loss = crossEntropy(trainLogits(batch.images, ctx: ctx), labels: batch.labels, smoothing: Float(a.smoothing))
+                    soft = try mixup.apply(images: batch.images, labels: batch.labels, rng: &r)
                 }
-                return StepResult(loss: loss.backwardIfFinite(scale: scale))
+                return self.step(images: batch.images, labels: batch.labels, softTargets: soft, ctx: ctx, scale: scale, replicas: self.replicas)
             }
             lastEpochLoss = result.meanLoss
             let step = (epoch + 1) * iters
