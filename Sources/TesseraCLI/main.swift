@@ -158,7 +158,7 @@ struct Bench: ParsableCommand {
     @Option(help: "For `train`: comma-separated PyTorch modes to run, eager and/or compile.")
     var torchModes: String = "eager,compile"
 
-    @Option(help: "For `train`: comma-separated Tessera modes, replicas (the batch split over threads, as pre-training runs) and/or kernels (one pass, threaded kernels).")
+    @Option(help: "For `train`: comma-separated Tessera modes: replicas (the batch split over threads, as pre-training runs), kernels (one pass, threaded kernels), openblas (replicas with every product in OpenBLAS, no oneDNN).")
     var tesseraModes: String = "replicas"
 
     @Option(help: .hidden)

@@ -240,7 +240,9 @@ public enum TrainBenchmark {
 
     /// Tessera's two ways to use the threads: `replicas` (the batch split over threads, the default in
     /// pre-training) and `kernels` (one pass whose kernels are split over threads).
-    public static let tesseraModes = ["replicas", "kernels"]
+    /// `openblas` is `replicas` with every product in OpenBLAS (`TESSERA_GEMM=openblas`), to show what
+    /// the oneDNN products add.
+    public static let tesseraModes = ["replicas", "kernels", "openblas"]
 
     /// Images per second from a measurement's median step time (robust to the bursts of a shared
     /// host), the same statistic for every framework; the mean rate when no step times were sent.
@@ -288,8 +290,10 @@ public enum TrainBenchmark {
                     var note = ""
                     let m: Measurement?
                     if let row = tesseraRows.first(where: { $0.label == f }) {
-                        m = runMeasurement(executable, ["bench", "train", "--model", p.name, "--reps", "\(steps)", "--warmup", "\(warmup)",
-                                                        "--only", "tessera", "--tessera-modes", row.mode], note: &note)
+                        let args = ["bench", "train", "--model", p.name, "--reps", "\(steps)", "--warmup", "\(warmup)",
+                                    "--only", "tessera", "--tessera-modes", row.mode == "openblas" ? "replicas" : row.mode]
+                        m = row.mode == "openblas" ? runMeasurement("TESSERA_GEMM=openblas", [executable] + args, note: &note)
+                            : runMeasurement(executable, args, note: &note)
                     } else {
                         m = runMeasurement("python3", [(toolsDirectory as NSString).appendingPathComponent(p.torchScript)] + p.torchArguments
                                            + ["--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(Parallel.threads)",
