@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages Tessera needs, once. Safe to run again: it only installs what is missing.
 set -euo pipefail
-PKGS=(libopenblas-dev libdnnl-dev libturbojpeg0-dev libhdf5-dev zlib1g-dev pkg-config dataset-fashion-mnist)
+PKGS=(libopenblas-dev libdnnl-dev openmpi-bin libopenmpi-dev libturbojpeg0-dev libhdf5-dev zlib1g-dev pkg-config dataset-fashion-mnist)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

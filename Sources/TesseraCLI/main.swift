@@ -8,6 +8,8 @@ import TesseraData
 /// Prints one line to stderr and exits 1: every user-facing failure goes through here.
 func fail(_ error: Error) -> Never {
     let text = String(describing: error)
+    // One rank's failure stops every rank of a run started by mpirun.
+    if Distributed.isDistributed { Distributed.abort(text) }
     FileHandle.standardError.write(((text.hasPrefix("tessera") ? "" : "tessera: ") + text + "\n").data(using: .utf8)!)
     exit(1)
 }
@@ -38,6 +40,8 @@ struct Train: ParsableCommand {
     var resume = false
 
     func run() throws {
+        Distributed.start()
+        ExperimentSpec.worldSize = Distributed.size
         var spec = options.load()
         if resume { spec.resume = .auto }
         do {

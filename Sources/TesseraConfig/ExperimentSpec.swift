@@ -35,8 +35,9 @@ public struct ExperimentSpec: Equatable, Sendable {
 
     init() {}
 
-    /// Number of processes; Tessera trains in one process.
-    public static let worldSize = 1
+    /// Processes of the run (mpirun -np N; set by the command line before a run starts): the
+    /// effective batch and the learning-rate rule count them, as the original code's world size.
+    nonisolated(unsafe) public static var worldSize = 1
 
     /// batch_size × accum_iter × world size.
     public var effectiveBatch: Int { batchSize * accumIter * Self.worldSize }

@@ -72,3 +72,21 @@ public struct Subset: ImageDataset {
     public var classes: [String] { base.classes }
     public func sample(_ i: Int) throws -> (image: Image, label: Int) { try base.sample(i) }
 }
+
+/// Every `stride`-th sample of `base` from `offset`: one rank's share of an evaluation set, each
+/// sample on exactly one rank and none repeated (unlike the padded training shards).
+public struct Strided: ImageDataset {
+    public let base: ImageDataset
+    public let offset: Int
+    public let stride: Int
+    public var count: Int { base.count > offset ? (base.count - offset + stride - 1) / stride : 0 }
+    public var classes: [String] { base.classes }
+    public func sample(_ i: Int) throws -> (image: Image, label: Int) { try base.sample(offset + i * stride) }
+    /// The index in `base` of local sample `i`.
+    public func global(_ i: Int) -> Int { offset + i * stride }
+
+    /// This process's share of `base` (all of it in a single-process run).
+    public static func share(of base: ImageDataset) -> Strided {
+        Strided(base: base, offset: Distributed.rank, stride: Distributed.size)
+    }
+}

@@ -252,8 +252,10 @@ public final class DownstreamRunner {
     }
 
     /// Top-1/top-5 accuracy (%) and mean cross-entropy on the validation split.
+    /// Several processes evaluate disjoint shares and add up their counts, so the whole validation set
+    /// counts exactly once.
     public func evaluate() throws -> EvalResult {
-        let ds = try Registry.dataset(spec, train: false)
+        let ds = Strided.share(of: try Registry.dataset(spec, train: false))
         let loader = DataLoader(dataset: ds, pipeline: Registry.pipeline(spec, train: false), batchSize: spec.batchSize,
                                 shuffle: false, dropLast: false, seed: UInt64(spec.seed), workers: spec.data.numWorkers)
         let k = min(5, numClasses)
@@ -276,8 +278,10 @@ public final class DownstreamRunner {
             }
             n += b
         }
-        let d = Double(max(n, 1))
-        return EvalResult(top1: 100 * Double(c1) / d, top5: 100 * Double(c5) / d, loss: lossSum / d, count: n)
+        var totals = [Double(c1), Double(c5), Double(n), lossSum]
+        Distributed.sum(&totals)
+        let d = max(totals[2], 1)
+        return EvalResult(top1: 100 * totals[0] / d, top5: 100 * totals[1] / d, loss: totals[3] / d, count: Int(totals[2]))
     }
 
     /// The best `val_top1` among the kept metric lines (after a resume).
@@ -360,7 +364,7 @@ public final class DownstreamRunner {
             } else {
                 run.log(String(format: "epoch %d done: train loss %.5f", epoch, lastEpochLoss), echo: echo)
             }
-            if improved { try ck.write(to: run.file("checkpoint-best.h5")) }
+            if improved && Distributed.isWriter { try ck.write(to: run.file("checkpoint-best.h5")) }
             try loop.writeEpochCheckpoints(ck, epochsDone: epoch + 1, numberFinal: false)
         }
         // A run resumed after its last epoch still reports an evaluation.
@@ -371,14 +375,14 @@ public final class DownstreamRunner {
         let summary = DownstreamSummary(runDir: run.path, task: task, epochs: spec.epochs, steps: spec.epochs * iters,
                                         finalLoss: lastEpochLoss, top1: final.top1, top5: final.top5, bestTop1: best,
                                         imagesPerSecond: ips, seconds: seconds)
-        if spec.log.pictures { try? Pictures.curves(metrics: run.file("metrics.jsonl"), to: run.file("curves.png")) }
+        if spec.log.pictures && Distributed.isWriter { try? Pictures.curves(metrics: run.file("metrics.jsonl"), to: run.file("curves.png")) }
         try run.write("summary.json", JSON.object([
             "task": task, "method": spec.model.method.rawValue, "epochs": spec.epochs, "steps": summary.steps,
             "top1": final.top1, "top5": final.top5, "best_top1": best, "final_loss": lastEpochLoss,
             "images_per_s": ips, "seconds": seconds, "parameters": model.parameterCount, "trained_parameters": trainable,
             "num_classes": numClasses, "init": spec.initCheckpoint ?? "", "pool": model.pool.rawValue,
             "skipped_images": loader.skippedCount, "batch_size": spec.batchSize, "accum_iter": spec.accumIter,
-            "effective_batch": spec.batchSize * spec.accumIter, "peak_memory_mib": Memory.peakResidentMiB(),
+            "effective_batch": spec.effectiveBatch, "processes": ExperimentSpec.worldSize, "peak_memory_mib": Memory.peakResidentMiB(),
         ]))
         return summary
     }

@@ -111,10 +111,13 @@ public enum KNN {
 
     /// Features of every sample of `loader.dataset`, in dataset order, L2-normalised: [count, D], and
     /// their labels. The loader should not shuffle nor drop; samples are placed by `batch.indices`.
+    /// With several processes each extracts its share (`Strided`, loader over it) into the full
+    /// table, zeros elsewhere, and one sum over the ranks gathers the rows.
     public static func extract(model: ViTClassifier, loader: DataLoader) -> (features: Tensor, labels: [Int]) {
-        let count = loader.dataset.count
+        let share = loader.dataset as? Strided
+        let count = share?.base.count ?? loader.dataset.count
         let width = model.encoder.shape.width
-        let raw = Tensor(shape: [count, width])
+        let raw = Tensor.zeros([count, width])
         var labels = [Int](repeating: -1, count: count)
         Autograd.noGrad {
             let ctx = Context(training: false)
@@ -122,11 +125,18 @@ public enum KNN {
             while let batch = batches.next() {
                 let f = model.features(batch.images, ctx: ctx)
                 precondition(f.shape == [batch.indices.count, width], "tessera: unexpected feature shape \(f.shape)")
-                for (r, i) in batch.indices.enumerated() {
+                for (r, local) in batch.indices.enumerated() {
+                    let i = share?.global(local) ?? local
                     (raw.data + i * width).update(from: f.data + r * width, count: width)
                     labels[i] = batch.labels[r]
                 }
             }
+        }
+        if Distributed.isDistributed {
+            Distributed.sum(raw.data, count: raw.count)
+            var coded = labels.map { Double($0 + 1) }   // −1 (not extracted here) adds nothing
+            Distributed.sum(&coded)
+            labels = coded.map { Int($0) - 1 }
         }
         let normed = Autograd.noGrad { l2Normalize(raw) }
         return (normed, labels)
@@ -275,14 +285,14 @@ public final class KNNRunner {
                     + "feature \(spec.eval.knnFeature.rawValue), \(trainSet.count) train / \(valSet.count) val images", echo: echo)
             let pipe = Registry.pipeline(spec, train: false)
             func loader(_ ds: ImageDataset) -> DataLoader {
-                DataLoader(dataset: ds, pipeline: pipe, batchSize: spec.batchSize, shuffle: false, dropLast: false,
+                DataLoader(dataset: Strided.share(of: ds), pipeline: pipe, batchSize: spec.batchSize, shuffle: false, dropLast: false,
                            seed: UInt64(spec.seed), workers: spec.data.numWorkers)
             }
             let t0 = Date()
             let tr = KNN.extract(model: model, loader: loader(trainSet))
             let va = KNN.extract(model: model, loader: loader(valSet))
             x = Features(train: tr.features, trainLabels: tr.labels, val: va.features, valLabels: va.labels)
-            try writeCache(x, key: key)
+            if Distributed.isWriter { try writeCache(x, key: key) }
             directory.log(String(format: "features extracted in %.1f s (%.0f images/s)", Date().timeIntervalSince(t0),
                            Double(trainSet.count + valSet.count) / max(Date().timeIntervalSince(t0), 1e-9)), echo: echo)
         }

@@ -111,7 +111,7 @@ public final class PretrainRunner {
             lastEpochLoss = result.meanLoss
             run.log(String(format: "epoch %d done: mean loss %.5f", epoch, lastEpochLoss), echo: echo)
             try loop.writeEpochCheckpoints(loop.checkpoint(epochsDone: epoch + 1), epochsDone: epoch + 1, numberFinal: true)
-            if spec.log.pictures, let sample = try? pictureBatch(loader: loader, method: model) {
+            if spec.log.pictures, Distributed.isWriter, let sample = try? pictureBatch(loader: loader, method: model) {
                 try? model.writePictures(sample, ctx: Context(training: false, rng: modelRNG(-1)), to: run.path, suffix: "-\(epoch + 1)",
                                          mean: spec.data.mean.map(Float.init), std: spec.data.std.map(Float.init))
             }
@@ -121,13 +121,13 @@ public final class PretrainRunner {
         let waitShare = (loader.waitSeconds - waitAtStart) / max(compute, 1e-9)
         let summary = RunSummary(runDir: run.path, epochs: spec.epochs, steps: spec.epochs * iters, finalLoss: lastEpochLoss,
                                  imagesPerSecond: Double(loop.totalImages) / max(compute, 1e-9), dataWaitShare: waitShare, seconds: seconds)
-        if spec.log.pictures { try? Pictures.curves(metrics: run.file("metrics.jsonl"), to: run.file("curves.png")) }
+        if spec.log.pictures && Distributed.isWriter { try? Pictures.curves(metrics: run.file("metrics.jsonl"), to: run.file("curves.png")) }
         try run.write("summary.json", JSON.object([
             "task": "pretrain", "method": spec.model.method.rawValue, "epochs": spec.epochs, "steps": summary.steps,
             "final_loss": summary.finalLoss, "images_per_s": summary.imagesPerSecond, "data_wait": waitShare,
             "seconds": seconds, "parameters": model.parameterCount, "skipped_images": loader.skippedCount,
             "skipped_samples": loader.skippedSamples, "batch_size": spec.batchSize, "accum_iter": spec.accumIter,
-            "effective_batch": spec.batchSize * spec.accumIter, "peak_memory_mib": Memory.peakResidentMiB(),
+            "effective_batch": spec.effectiveBatch, "processes": ExperimentSpec.worldSize, "peak_memory_mib": Memory.peakResidentMiB(),
         ]))
         return summary
     }

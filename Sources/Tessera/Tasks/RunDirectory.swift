@@ -53,7 +53,22 @@ public final class RunDirectory {
     /// removes stale temporaries and checks the stored settings against `spec`. Throws a one-line
     /// error when another process holds the directory, when `resume: none` would overwrite a run, or
     /// when a setting outside `safeKeys` differs.
+    ///
+    /// In a run of several processes rank 0 alone opens and writes; the other ranks wait for it and
+    /// then read what it found (a failure on rank 0 stops every rank).
     public func open(spec: ExperimentSpec, overrides: [String], echo: Bool) throws -> Opening {
+        guard Distributed.isWriter else {
+            Distributed.barrier()
+            let fm = FileManager.default
+            if isFinished { return .complete }
+            return fm.fileExists(atPath: file("config.yaml")) ? .resume : .fresh
+        }
+        let opening = try openAsWriter(spec: spec, overrides: overrides, echo: echo)
+        Distributed.barrier()
+        return opening
+    }
+
+    private func openAsWriter(spec: ExperimentSpec, overrides: [String], echo: Bool) throws -> Opening {
         let fm = FileManager.default
         var moved: String?
         if spec.resume == .restart, let entries = try? fm.contentsOfDirectory(atPath: path), !entries.isEmpty {
@@ -160,6 +175,7 @@ public final class RunDirectory {
 
     /// Writes `text` to `name` atomically (a temporary file, then a rename): one-line errors name the file.
     public func write(_ name: String, _ text: String) throws {
+        guard Distributed.isWriter else { return }
         let target = file(name), temporary = target + ".tmp-\(getpid())"
         do {
             try Data(text.utf8).write(to: URL(fileURLWithPath: temporary))
@@ -192,6 +208,7 @@ public final class RunDirectory {
 
     /// Records the resolved config, the overrides as given, and where/when/what ran.
     public func start(resolvedConfig: String, overrides: [String]) throws {
+        guard Distributed.isWriter else { return }
         try write("config.yaml", resolvedConfig)
         try write("overrides.txt", overrides.map { "--set \($0)\n" }.joined())
         let meta: [String: Any] = [
@@ -204,6 +221,7 @@ public final class RunDirectory {
 
     /// Keeps only the metric lines with step ≤ `step` (after resuming from a checkpoint at `step`).
     public func truncateMetrics(toStep step: Int) throws {
+        guard Distributed.isWriter else { return }
         let p = file("metrics.jsonl")
         guard let text = try? String(contentsOfFile: p, encoding: .utf8) else { return }
         let kept = text.split(separator: "\n").filter { line in
@@ -217,11 +235,13 @@ public final class RunDirectory {
 
     /// Appends one JSON line to metrics.jsonl (keys in the given order, numbers at full precision).
     public func logMetrics(_ values: [(String, Any)]) {
+        guard Distributed.isWriter else { return }
         append(JSON.line(values) + "\n", to: "metrics.jsonl", handle: &metricsHandle)
     }
 
     /// Appends a line to log.txt (and prints it).
     public func log(_ line: String, echo: Bool = true) {
+        guard Distributed.isWriter else { return }
         if echo { print(line); fflush(stdout) }
         append(line + "\n", to: "log.txt", handle: &logHandle)
     }

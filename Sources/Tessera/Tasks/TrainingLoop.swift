@@ -51,8 +51,11 @@ final class TrainingLoop {
     /// than one accumulation group.
     static func trainingLoader(_ spec: ExperimentSpec) throws -> DataLoader {
         let dataset = try Registry.dataset(spec, train: true)
+        // Each process reads its shard of every epoch's order (DistributedSampler: one permutation for
+        // all ranks, padded to equal length); per-sample randomness stays a function of the index.
         let loader = DataLoader(dataset: dataset, pipeline: Registry.pipeline(spec, train: true), batchSize: spec.batchSize,
-                                shuffle: true, dropLast: true, seed: UInt64(spec.seed), workers: spec.data.numWorkers)
+                                shuffle: true, dropLast: true, seed: UInt64(spec.seed), workers: spec.data.numWorkers,
+                                rank: Distributed.rank, worldSize: Distributed.size)
         let iters = loader.batchesPerEpoch
         guard iters >= spec.accumIter else {
             throw TrainingError(description: "tessera: data set of \(dataset.count) images gives \(iters) batches of \(spec.batchSize) per epoch, fewer than accum_iter \(spec.accumIter)")
@@ -79,7 +82,8 @@ final class TrainingLoop {
         while let batch = batches.next() {
             let it = epoch * iters + i
             if i % accum == 0 { lr = schedule.value(iteration: it, itersPerEpoch: iters, accumIter: accum) }
-            let result = try step(batch, it, accum > 1 ? 1 / Float(accum) : 1)
+            var result = try step(batch, it, accum > 1 ? 1 / Float(accum) : 1)
+            if Distributed.isDistributed { result = Self.averagedOverRanks(result) }
             let lossValue = Double(result.loss)
             guard lossValue.isFinite else {
                 progress.clear()
@@ -88,6 +92,7 @@ final class TrainingLoop {
                                     + "Last good checkpoint: \(lastCheckpointPath ?? "none")")
             }
             if (i + 1) % accum == 0 {
+                if Distributed.isDistributed { averageGradientsOverRanks() }
                 gradNorm = clipGradNorm(groups, maxNorm: spec.optim.clipGrad.map(Float.init))
                 optimizer.step(lr: Float(lr), weightDecay: nil)
                 afterUpdate?(epoch)
@@ -133,6 +138,40 @@ final class TrainingLoop {
         return EpochResult(meanLoss: epochLoss / Double(max(epochCount, 1)), stoppedAt: nil)
     }
 
+    /// The loss and terms averaged over the ranks (equal shards, so the mean of the ranks' means is
+    /// the mean over the global batch). A non-finite loss on any rank makes the average non-finite,
+    /// so every rank stops at the same iteration.
+    static func averagedOverRanks(_ r: StepResult) -> StepResult {
+        var values = [Double(r.loss)] + r.terms.map { Double($0.value) }
+        Distributed.sum(&values)
+        let n = Double(Distributed.size)
+        return StepResult(loss: Float(values[0] / n),
+                          terms: r.terms.enumerated().map { ($0.element.name, Float(values[$0.offset + 1] / n)) })
+    }
+
+    /// After the local (thread-replica) reduction: every trainable gradient summed over the ranks in
+    /// one allreduce and divided by their number, so clipping, the non-finite check and the step see
+    /// the global gradient. A parameter without a gradient contributes zeros on that rank.
+    func averageGradientsOverRanks() {
+        let params = groups.flatMap { $0.params.map(\.tensor) }
+        let total = params.reduce(0) { $0 + $1.count }
+        let flat = Tensor.zeros([total])
+        var at = 0
+        for p in params {
+            if let g = p.grad { (flat.data + at).update(from: g.data, count: p.count) }
+            at += p.count
+        }
+        Distributed.sum(flat.data, count: total)
+        let scale = 1 / Float(Distributed.size)
+        at = 0
+        for p in params {
+            if p.grad == nil { p.grad = Tensor.zeros(p.shape) }
+            let g = p.grad!.data, src = flat.data + at
+            for j in 0..<p.count { g[j] = src[j] * scale }
+            at += p.count
+        }
+    }
+
     /// The checkpoint after `epochsDone` epochs: parameters and buffers, optimizer state, counters,
     /// seed, method and resolved config.
     func checkpoint(epochsDone: Int) -> Checkpoint {
@@ -152,6 +191,10 @@ final class TrainingLoop {
     /// `checkpoint.keep_last: N` only the newest N numbered files stay (deleted after the new one is
     /// in place; checkpoint-last.h5 and checkpoint-best.h5 are other files and always stay).
     func writeEpochCheckpoints(_ ck: Checkpoint, epochsDone: Int, numberFinal: Bool) throws {
+        guard Distributed.isWriter else {
+            lastCheckpointPath = run.lastCheckpoint
+            return
+        }
         if spec.checkpoint.writeLast {
             try ck.write(to: run.lastCheckpoint)
             lastCheckpointPath = run.lastCheckpoint

@@ -1,0 +1,117 @@
+import Foundation
+import XCTest
+import Tessera
+import TesseraConfig
+import TesseraCore
+
+/// Data-parallel runs over processes: the tessera executable under `mpirun -np 2` against one
+/// process with the same effective batch.
+final class DistributedTests: ScratchTestCase {
+    /// The tessera executable built beside the test bundle.
+    private var tessera: String {
+        let dir = (CommandLine.arguments[0] as NSString).deletingLastPathComponent
+        return (dir as NSString).appendingPathComponent("tessera")
+    }
+
+    private var mpirun: String? {
+        ["/usr/bin/mpirun", "/usr/local/bin/mpirun"].first { FileManager.default.isExecutableFile(atPath: $0) }
+    }
+
+    private func config(_ name: String, task: String = "pretrain", batch: Int, extra: String = "") throws -> String {
+        let yaml = """
+        name: \(name)
+        task: \(task)
+        seed: 4
+        batch_size: \(batch)
+        epochs: 1
+        threads: 1
+        output_dir: "\(scratch.path)"
+        \(tinyMAEModelAndData)
+        log:
+          every: 1
+          pictures: false
+        \(extra)
+        """
+        let path = scratch.appendingPathComponent("\(name).yaml").path
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Runs `tessera train CONFIG` on `processes` processes (mpirun for more than one).
+    @discardableResult
+    private func train(_ config: String, processes: Int, _ overrides: [String] = [],
+                       file: StaticString = #filePath, line: UInt = #line) throws -> Subprocess.Output {
+        let args = ["train", config] + overrides.flatMap { ["--set", $0] }
+        var command = [tessera] + args
+        if processes > 1 {
+            guard let mpirun else {
+                XCTFail("mpirun not found: tools/setup.sh installs openmpi-bin", file: file, line: line)
+                throw XCTSkip("no mpirun")
+            }
+            command = ["OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1", "OMPI_MCA_btl_vader_single_copy_mechanism=none",
+                       mpirun, "-np", "\(processes)", "--oversubscribe", "--bind-to", "none"] + command
+        }
+        let out = try XCTUnwrap(Subprocess.run(command), file: file, line: line)
+        XCTAssertTrue(out.succeeded, "exit \(out.status): \(out.stderr.suffix(2000))", file: file, line: line)
+        return out
+    }
+
+    private func losses(_ name: String) throws -> [Double] {
+        let text = try String(contentsOfFile: scratch.appendingPathComponent(name + "/metrics.jsonl").path, encoding: .utf8)
+        // Training lines (evaluation lines carry val_* instead).
+        return try text.split(separator: "\n").compactMap { line in
+            let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return (obj["loss"] as? NSNumber)?.doubleValue
+        }
+    }
+
+    /// 2 processes × batch 16 equal 1 process × batch 32 step by step (within 1e-5 relative, the
+    /// summation order differs), and two 2-process runs are identical. Only rank 0 writes.
+    func testTwoProcessesEqualOneAtTheSameEffectiveBatch() throws {
+        try train(try config("one", batch: 32), processes: 1)
+        try train(try config("two", batch: 16), processes: 2)
+        try train(try config("again", batch: 16), processes: 2)
+        let one = try losses("one"), two = try losses("two"), again = try losses("again")
+        XCTAssertEqual(one.count, 8)
+        XCTAssertEqual(two.count, one.count, "each rank reads half of every batch's samples")
+        for (i, (a, b)) in zip(one, two).enumerated() {
+            XCTAssertEqual(b, a, accuracy: 1e-5 * abs(a), "step \(i + 1)")
+        }
+        XCTAssertEqual(two, again, "two runs with the same process count are identical")
+        let summary = try JSONSerialization.jsonObject(
+            with: Data(contentsOf: scratch.appendingPathComponent("two/summary.json"))) as! [String: Any]
+        XCTAssertEqual(summary["effective_batch"] as? Int, 32)
+        XCTAssertEqual(summary["processes"] as? Int, 2)
+    }
+
+    /// Fine-tuning too (without drop path and mixup, whose draws depend on a sample's place in the
+    /// batch): the training loss step by step, and the validation accuracy, which counts every
+    /// validation image exactly once.
+    func testFineTuningOverTwoProcessesEqualsOne() throws {
+        let sets = ["model.drop_path=0", "augment.mixup=0", "augment.cutmix=0", "data.val_limit=100"]
+        try train(try config("ft1", task: "finetune", batch: 32), processes: 1, sets)
+        try train(try config("ft2", task: "finetune", batch: 16), processes: 2, sets)
+        let one = try losses("ft1"), two = try losses("ft2")
+        XCTAssertEqual(one.count, 8)
+        XCTAssertEqual(two.count, one.count)
+        for (i, (a, b)) in zip(one, two).enumerated() { XCTAssertEqual(b, a, accuracy: 1e-5 * abs(a), "step \(i + 1)") }
+        func summary(_ name: String) throws -> [String: Any] {
+            try JSONSerialization.jsonObject(with: Data(contentsOf: scratch.appendingPathComponent(name + "/summary.json"))) as! [String: Any]
+        }
+        XCTAssertEqual(try summary("ft2")["top1"] as? Double, try summary("ft1")["top1"] as? Double)
+    }
+
+    /// k-NN over two processes: features extracted in shares and gathered give the one-process result.
+    func testKNNOverTwoProcessesEqualsOne() throws {
+        let sets = ["data.val_limit=100", "eval.knn_k=[5, 10]"]
+        try train(try config("knn1", task: "knn", batch: 32), processes: 1, sets)
+        try train(try config("knn2", task: "knn", batch: 32), processes: 2, sets)
+        func knn(_ name: String) throws -> [String: Double] {
+            let s = try JSONSerialization.jsonObject(with: Data(contentsOf: scratch.appendingPathComponent(name + "/summary.json"))) as! [String: Any]
+            return (s["knn"] as! [String: Any]).mapValues { ($0 as! NSNumber).doubleValue }
+        }
+        let a = try knn("knn1"), b = try knn("knn2")
+        XCTAssertEqual(Set(a.keys), ["top1@5", "top5@5", "top1@10", "top5@10"])
+        for (k, v) in a { XCTAssertEqual(b[k]!, v, accuracy: 1e-9, k) }
+    }
+}
