@@ -101,6 +101,48 @@ final class DistributedTests: ScratchTestCase {
         XCTAssertEqual(try summary("ft2")["top1"] as? Double, try summary("ft1")["top1"] as? Double)
     }
 
+    /// kill -9 of one rank: mpirun stops the other within seconds, naming the rank; the same command
+    /// then resumes from the last checkpoint and ends bit for bit where an uninterrupted run ends.
+    func testKilledRankStopsTheRunAndTheRerunResumesExactly() throws {
+        guard let mpirun else { return XCTFail("mpirun not found: tools/setup.sh installs openmpi-bin") }
+        let sets = ["data.limit=2048", "epochs=4", "checkpoint.every=1", "log.every=8"]
+        try train(try config("straight", batch: 16), processes: 2, sets)
+        let path = try config("killed", batch: 16)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: mpirun)
+        p.arguments = ["-np", "2", "--oversubscribe", "--bind-to", "none", tessera, "train", path] + sets.flatMap { ["--set", $0] }
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OMPI_MCA_btl_vader_single_copy_mechanism"] = "none"
+        p.environment = env
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let first = scratch.appendingPathComponent("killed/checkpoint-1.h5").path
+        let deadline = Date(timeIntervalSinceNow: 120)
+        while !FileManager.default.fileExists(atPath: first) && Date() < deadline && p.isRunning { usleep(20_000) }
+        let ranks = try XCTUnwrap(Subprocess.run(["pgrep", "-P", "\(p.processIdentifier)"])).stdout
+            .split(separator: "\n").compactMap { Int32($0) }
+        XCTAssertEqual(ranks.count, 2, "two rank processes under mpirun")
+        let killedAt = Date()
+        kill(try XCTUnwrap(ranks.last), SIGKILL)
+        p.waitUntilExit()
+        XCTAssertLessThan(Date().timeIntervalSince(killedAt), 20, "the other rank must not hang")
+        XCTAssertNotEqual(p.terminationStatus, 0)
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertTrue(message.contains("rank") && message.contains("signal 9"), message)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: scratch.appendingPathComponent("killed/summary.json").path))
+
+        let rerun = try train(path, processes: 2, sets)
+        XCTAssertTrue(rerun.stdout.contains("resumed from"), rerun.stdout.suffix(500).description)
+        XCTAssertEqual(try losses("killed"), try losses("straight"))
+        let a = try Checkpoint.read(scratch.appendingPathComponent("straight/checkpoint-4.h5").path)
+        let b = try Checkpoint.read(scratch.appendingPathComponent("killed/checkpoint-4.h5").path)
+        XCTAssertEqual(Set(a.params.keys), Set(b.params.keys))
+        for (name, t) in a.params { XCTAssertTrue(t.array.map(\.bitPattern) == b.params[name]!.array.map(\.bitPattern), name) }
+    }
+
     /// k-NN over two processes: features extracted in shares and gathered give the one-process result.
     func testKNNOverTwoProcessesEqualsOne() throws {
         let sets = ["data.val_limit=100", "eval.knn_k=[5, 10]"]

@@ -304,7 +304,7 @@ func gitRevision() -> String {
 
 /// A one-line progress display on a terminal: epoch, step of total, loss, images/s, ETA.
 struct ProgressLine {
-    let enabled = isatty(STDOUT_FILENO) != 0
+    let enabled = isatty(STDOUT_FILENO) != 0 && Distributed.isWriter
     func show(epoch: Int, epochs: Int, step: Int, total: Int, loss: Double, terms: String = "", imagesPerSecond: Double, eta: Double) {
         guard enabled else { return }
         let width = 24, filled = total > 0 ? width * step / total : 0
