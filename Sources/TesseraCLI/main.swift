@@ -162,7 +162,7 @@ struct Bench: ParsableCommand {
     @Option(help: "For `train`: comma-separated PyTorch modes to run, eager and/or compile.")
     var torchModes: String = "eager,compile"
 
-    @Option(help: "For `train`: comma-separated Tessera modes: replicas (the batch split over threads, as pre-training runs), kernels (one pass, threaded kernels), openblas (replicas with every product in OpenBLAS, no oneDNN).")
+    @Option(help: "For `train`: comma-separated Tessera modes: replicas (the batch split over threads, as pre-training runs), kernels (one pass, threaded kernels), openblas (replicas with every product in OpenBLAS, no oneDNN), mpi2 (two processes of one thread under mpirun).")
     var tesseraModes: String = "replicas"
 
     @Option(help: .hidden)
@@ -193,8 +193,10 @@ struct Bench: ParsableCommand {
             if let only {
                 // One measurement in this (fresh) process, as a JSON line for the parent's table.
                 guard only == "tessera", tessera.count == 1 else { throw ValidationError("--only tessera takes one --tessera-modes mode") }
+                Distributed.start()
                 for p in presets {
-                    print(try TrainBenchmark.measureTessera(p, steps: reps, warmup: warmup, dataParallel: tessera[0] == "replicas").json)
+                    let m = try TrainBenchmark.measureTessera(p, steps: reps, warmup: warmup, dataParallel: tessera[0] == "replicas")
+                    if Distributed.isWriter { print(m.json) }
                 }
                 return
             }

@@ -171,14 +171,19 @@ public enum TrainBenchmark {
         public var stepSeconds: [Double]
         public var peakBytes: Int
         public var threads: Int
+        /// Seconds of each timed step spent in the gradient allreduce (several processes only).
+        public var allreduceSeconds: [Double] = []
 
         public var json: String {
             let steps = stepSeconds.map { String(format: "%.5f", $0) }.joined(separator: ", ")
-            return "{\"images_per_s\": \(imagesPerSecond), \"step_seconds\": [\(steps)], \"peak_bytes\": \(peakBytes), \"threads\": \(threads)}"
+            let reduce = allreduceSeconds.map { String(format: "%.5f", $0) }.joined(separator: ", ")
+            return "{\"images_per_s\": \(imagesPerSecond), \"step_seconds\": [\(steps)], \"peak_bytes\": \(peakBytes), \"threads\": \(threads), "
+                + "\"allreduce_seconds\": [\(reduce)]}"
         }
 
-        init(imagesPerSecond: Double, stepSeconds: [Double], peakBytes: Int, threads: Int) {
+        init(imagesPerSecond: Double, stepSeconds: [Double], peakBytes: Int, threads: Int, allreduceSeconds: [Double] = []) {
             self.imagesPerSecond = imagesPerSecond; self.stepSeconds = stepSeconds; self.peakBytes = peakBytes; self.threads = threads
+            self.allreduceSeconds = allreduceSeconds
         }
 
         /// Parses the JSON line a measuring child process prints; nil when it is not one.
@@ -186,7 +191,7 @@ public enum TrainBenchmark {
             guard let d = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                   let ips = d["images_per_s"] as? Double, let peak = d["peak_bytes"] as? Int else { return nil }
             self.init(imagesPerSecond: ips, stepSeconds: d["step_seconds"] as? [Double] ?? [], peakBytes: peak,
-                      threads: d["threads"] as? Int ?? 0)
+                      threads: d["threads"] as? Int ?? 0, allreduceSeconds: d["allreduce_seconds"] as? [Double] ?? [])
         }
     }
 
@@ -201,20 +206,30 @@ public enum TrainBenchmark {
         let model = try Registry.method(spec.model.method.rawValue).build(spec, &rng)
         let groups = OptimBuilder.pretrainGroups(spec, model)
         let opt = OptimBuilder.optimizer(spec, groups)
-        let images = Tensor.randn([p.batch, 3, p.img, p.img], rng: &rng)
-        var times: [Double] = []
+        // Under mpirun each process takes its share of the batch and the gradients are averaged
+        // over the processes, as a training run does.
+        let local = p.batch / Distributed.size, first = Distributed.rank * local
+        let images = Tensor.randn([local, 3, p.img, p.img], rng: &rng)
+        let params = groups.flatMap { $0.params.map(\.tensor) }
+        var times: [Double] = [], reduce: [Double] = []
         for i in 0..<(warmup + steps) {
             // As in the PyTorch script, the draws (noise) are made before the timed region.
-            let batch = PretrainBatch(views: [images], draws: Draws.make(model, indices: Array(0..<p.batch), epoch: i, seed: 0))
+            let batch = PretrainBatch(views: [images], draws: Draws.make(model, indices: Array(first..<(first + local)), epoch: i, seed: 0))
             let t0 = DispatchTime.now().uptimeNanoseconds
             _ = PretrainStep.run(model, batch: batch, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))), scale: 1,
                                  replicas: dataParallel ? Parallel.threads : 1)
+            let r0 = DispatchTime.now().uptimeNanoseconds
+            if Distributed.isDistributed { averageGradientsOverRanks(params) }
+            let r1 = DispatchTime.now().uptimeNanoseconds
             opt.step(lr: 1e-4, weightDecay: nil)
             model.zeroGrad()
-            if i >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9) }
+            if i >= warmup {
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+                if Distributed.isDistributed { reduce.append(Double(r1 - r0) * 1e-9) }
+            }
         }
         return Measurement(imagesPerSecond: Double(p.batch * times.count) / times.reduce(0, +), stepSeconds: times,
-                           peakBytes: Memory.peakResidentBytes() - base, threads: Parallel.threads)
+                           peakBytes: Memory.peakResidentBytes() - base, threads: Parallel.threads, allreduceSeconds: reduce)
     }
 
     /// Runs a command and parses the last line of its output as a measurement; nil (with the reason
@@ -242,7 +257,9 @@ public enum TrainBenchmark {
     /// pre-training) and `kernels` (one pass whose kernels are split over threads).
     /// `openblas` is `replicas` with every product in OpenBLAS (`TESSERA_GEMM=openblas`), to show what
     /// the oneDNN products add.
-    public static let tesseraModes = ["replicas", "kernels", "openblas"]
+    /// `mpi2` runs two processes of one thread each under mpirun (the batch split between them, one
+    /// gradient allreduce per step) against the default one process of two threads.
+    public static let tesseraModes = ["replicas", "kernels", "openblas", "mpi2"]
 
     /// Images per second from a measurement's median step time (robust to the bursts of a shared
     /// host), the same statistic for every framework; the mean rate when no step times were sent.
@@ -292,8 +309,14 @@ public enum TrainBenchmark {
                     if let row = tesseraRows.first(where: { $0.label == f }) {
                         let args = ["bench", "train", "--model", p.name, "--reps", "\(steps)", "--warmup", "\(warmup)",
                                     "--only", "tessera", "--tessera-modes", row.mode == "openblas" ? "replicas" : row.mode]
-                        m = row.mode == "openblas" ? runMeasurement("TESSERA_GEMM=openblas", [executable] + args, note: &note)
-                            : runMeasurement(executable, args, note: &note)
+                        switch row.mode {
+                        case "openblas": m = runMeasurement("TESSERA_GEMM=openblas", [executable] + args, note: &note)
+                        case "mpi2":
+                            m = runMeasurement("TESSERA_THREADS=1", ["OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                                                                     "OMPI_MCA_btl_vader_single_copy_mechanism=none", "mpirun", "-np", "2",
+                                                                     "--oversubscribe", "--bind-to", "none", executable] + args, note: &note)
+                        default: m = runMeasurement(executable, args, note: &note)
+                        }
                     } else {
                         m = runMeasurement("python3", [(toolsDirectory as NSString).appendingPathComponent(p.torchScript)] + p.torchArguments
                                            + ["--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(Parallel.threads)",
@@ -325,6 +348,10 @@ public enum TrainBenchmark {
                     lines.append("  \(frameworks[0]) ÷ \(f) per round: " + r.map { String(format: "%.2f", $0) }.joined(separator: " ")
                                  + String(format: "  (median %.2f)", median(r)))
                 }
+            }
+            for (f, ms) in results where ms.contains(where: { !$0.allreduceSeconds.isEmpty }) {
+                let shares = ms.map { median($0.allreduceSeconds) / median($0.stepSeconds) }
+                lines.append("  \(f): allreduce share of the step per round: " + shares.map { String(format: "%.1f %%", 100 * $0) }.joined(separator: " "))
             }
             for n in notes { lines.append("  note: \(n)") }
         }

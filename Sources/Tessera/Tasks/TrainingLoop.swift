@@ -153,25 +153,32 @@ final class TrainingLoop {
     /// one allreduce and divided by their number, so clipping, the non-finite check and the step see
     /// the global gradient. A parameter without a gradient contributes zeros on that rank.
     func averageGradientsOverRanks() {
-        let params = groups.flatMap { $0.params.map(\.tensor) }
-        let total = params.reduce(0) { $0 + $1.count }
-        let flat = Tensor.zeros([total])
-        var at = 0
-        for p in params {
-            if let g = p.grad { (flat.data + at).update(from: g.data, count: p.count) }
-            at += p.count
-        }
-        Distributed.sum(flat.data, count: total)
-        let scale = 1 / Float(Distributed.size)
-        at = 0
-        for p in params {
-            if p.grad == nil { p.grad = Tensor.zeros(p.shape) }
-            let g = p.grad!.data, src = flat.data + at
-            for j in 0..<p.count { g[j] = src[j] * scale }
-            at += p.count
-        }
+        Tessera.averageGradientsOverRanks(groups.flatMap { $0.params.map(\.tensor) })
     }
+}
 
+/// Every gradient of `params` summed over the ranks in one allreduce and divided by their number
+/// (zeros for a parameter without a gradient), so all ranks step with the global mean gradient.
+func averageGradientsOverRanks(_ params: [Tensor]) {
+    let total = params.reduce(0) { $0 + $1.count }
+    let flat = Tensor.zeros([total])
+    var at = 0
+    for p in params {
+        if let g = p.grad { (flat.data + at).update(from: g.data, count: p.count) }
+        at += p.count
+    }
+    Distributed.sum(flat.data, count: total)
+    let scale = 1 / Float(Distributed.size)
+    at = 0
+    for p in params {
+        if p.grad == nil { p.grad = Tensor.zeros(p.shape) }
+        let g = p.grad!.data, src = flat.data + at
+        for j in 0..<p.count { g[j] = src[j] * scale }
+        at += p.count
+    }
+}
+
+extension TrainingLoop {
     /// The checkpoint after `epochsDone` epochs: parameters and buffers, optimizer state, counters,
     /// seed, method and resolved config.
     func checkpoint(epochsDone: Int) -> Checkpoint {
