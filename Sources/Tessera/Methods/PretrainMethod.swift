@@ -28,11 +28,14 @@ public struct PretrainBatch {
 
     /// Samples `rows` of every view, the labels and the draws (views share storage; no copy).
     public func rows(_ rows: Range<Int>) -> PretrainBatch {
-        func part(_ t: Tensor) -> Tensor {
-            let per = t.count / t.shape[0]
-            return t.view([rows.count] + t.shape.dropFirst(), start: rows.lowerBound * per)
-        }
-        return PretrainBatch(views: views.map(part), labels: labels.map { Array($0[rows]) }, draws: part(draws))
+        PretrainBatch(views: views.map { $0.batchRows(rows) }, labels: labels.map { Array($0[rows]) }, draws: draws.batchRows(rows))
+    }
+}
+
+extension Tensor {
+    /// Rows `rows` of a batch-major tensor, sharing its storage (a replica's part of a batch).
+    func batchRows(_ rows: Range<Int>) -> Tensor {
+        view([rows.count] + shape.dropFirst(), start: rows.lowerBound * (count / shape[0]))
     }
 }
 

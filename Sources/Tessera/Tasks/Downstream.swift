@@ -226,7 +226,7 @@ public final class DownstreamRunner {
         let smoothing = Float(spec.augment.smoothing)
         func loss(_ x: Tensor, _ rows: Range<Int>, _ c: Context) -> Tensor {
             let logits = trainLogits(x, ctx: c)
-            if let softTargets { return crossEntropy(logits, softTargets: rowsOf(softTargets, rows)) }
+            if let softTargets { return crossEntropy(logits, softTargets: softTargets.batchRows(rows)) }
             return crossEntropy(logits, labels: Array(labels[rows]), smoothing: smoothing)
         }
         let b = images.shape[0], n = min(max(1, replicas), b)
@@ -238,17 +238,11 @@ public final class DownstreamRunner {
             let out = out
             Replicas.run(n, leaves: model.namedParameters().map(\.tensor)) { r in
                 let w = Float(parts[r].count) / Float(b)
-                out[r] = loss(rowsOf(images, parts[r]), parts[r], Context(training: ctx.training, rng: seeds[r]))
+                out[r] = loss(images.batchRows(parts[r]), parts[r], Context(training: ctx.training, rng: seeds[r]))
                     .backwardIfFinite(scale: scale * w) * w
             }
         }
         return StepResult(loss: losses.reduce(0, +))
-    }
-
-    /// Rows `rows` of a batch-major tensor, sharing its storage.
-    func rowsOf(_ t: Tensor, _ rows: Range<Int>) -> Tensor {
-        let per = t.count / t.shape[0]
-        return t.view([rows.count] + t.shape.dropFirst(), start: rows.lowerBound * per)
     }
 
     /// Top-1/top-5 accuracy (%) and mean cross-entropy on the validation split.

@@ -105,19 +105,19 @@ public final class RunDirectory {
         let unsafe = changes.filter { !Self.safeKeys.contains($0.key) || ($0.key == "epochs" && finished && spec.epochs < oldEpochs) }
         if !unsafe.isEmpty {
             throw TrainingError(description: "tessera: \(path) holds a run with other settings ("
-                                + unsafe.map { "\($0.key): \($0.old) → \($0.new)" }.joined(separator: "; ")
+                                + Self.describe(unsafe)
                                 + "); use a new name, or --set resume=restart to move the old run aside and start again")
         }
         let extends = changes.contains { $0.key == "epochs" } || (spec.task == .knn && changes.contains { $0.key == "eval.knn_k" })
         if finished && !extends { return .complete }
         if !changes.isEmpty {
             let line = ISO8601DateFormatter().string(from: Date()) + " resumed with "
-                + changes.map { "\($0.key): \($0.old) → \($0.new)" }.joined(separator: "; ") + "\n"
+                + Self.describe(changes) + "\n"
             try append(line, toFile: "changes.txt")
             try write("config.yaml", spec.resolvedYAML())
             try write("overrides.txt", overrides.map { "--set \($0)\n" }.joined())
             log("settings changed since the last start (recorded in changes.txt): "
-                + changes.map { "\($0.key) \($0.old) → \($0.new)" }.joined(separator: ", "), echo: echo)
+                + Self.describe(changes), echo: echo)
         }
         if finished && spec.task != .knn {
             // The finished run's summary stays beside the extended one (k-NN merges new k values into its own).
@@ -126,6 +126,11 @@ public final class RunDirectory {
             try fm.moveItem(atPath: file("summary.json"), toPath: kept)
         }
         return .resume
+    }
+
+    /// "key: old → new; …" for the error, changes.txt and the log.
+    static func describe(_ changes: [(key: String, old: String, new: String)]) -> String {
+        changes.map { "\($0.key): \($0.old) → \($0.new)" }.joined(separator: "; ")
     }
 
     /// Takes the directory's lock or throws naming the process that holds it.
