@@ -29,6 +29,13 @@ int tessera_mpi_allreduce_sum_f64(double *data, long count) {
     return 0;
 }
 
+int tessera_mpi_bcast_bytes(void *data, long count) {
+    for (long at = 0; at < count; at += INT_MAX / 2) {
+        long n = count - at < INT_MAX / 2 ? count - at : INT_MAX / 2;
+        if (MPI_Bcast((char *)data + at, (int)n, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) return 1;
+    }
+    return 0;
+}
 int tessera_mpi_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD) == MPI_SUCCESS ? 0 : 1; }
 void tessera_mpi_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 void tessera_mpi_finalize(void) { MPI_Finalize(); }

@@ -42,6 +42,7 @@ struct Train: ParsableCommand {
     func run() throws {
         Distributed.start()
         ExperimentSpec.worldSize = Distributed.size
+        ExperimentSpec.rank = Distributed.rank
         var spec = options.load()
         if resume { spec.resume = .auto }
         do {
@@ -49,12 +50,14 @@ struct Train: ParsableCommand {
             case .pretrain:
                 let runner = try PretrainRunner(spec: spec, overrides: options.overrides)
                 let s = try runner.train()
+                guard Distributed.isWriter else { return }
                 if s.alreadyComplete { complete(s.runDir, String(format: "final loss %.5f", s.finalLoss)) }
                 print(String(format: "done: %@ — final loss %.5f, %.0f images/s, data wait %.1f%%, %.0f s",
                              s.runDir, s.finalLoss, s.imagesPerSecond, 100 * s.dataWaitShare, s.seconds))
             case .knn:
                 let runner = try KNNRunner(spec: spec, overrides: options.overrides)
                 let r = try runner.run()
+                guard Distributed.isWriter else { return }
                 let k = r.keys.sorted()
                 let text = "k-NN top-1 " + k.map { String(format: "%.2f%% @%d", r[$0]!.top1, $0) }.joined(separator: ", ")
                 if runner.alreadyComplete { complete(runner.directory.path, text) }
@@ -62,6 +65,7 @@ struct Train: ParsableCommand {
             case .linprobe, .finetune, .attentive:
                 let runner = try DownstreamRunner(spec: spec, overrides: options.overrides)
                 let s = try runner.train()
+                guard Distributed.isWriter else { return }
                 if s.alreadyComplete { complete(s.runDir, String(format: "%@ top-1 %.2f%%, top-5 %.2f%%", s.task, s.top1, s.top5)) }
                 print(String(format: "done: %@ — %@ top-1 %.2f%%, top-5 %.2f%% (best top-1 %.2f%%), %.0f s",
                              s.runDir, s.task, s.top1, s.top5, s.bestTop1, s.seconds))

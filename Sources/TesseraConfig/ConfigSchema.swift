@@ -50,6 +50,10 @@ public enum ConfigSchema {
         .make("data_parallel", \.dataParallel, .value(true),
               "pre-training and fine-tuning: cut each batch into one part per thread, each with its own forward and backward pass "
               + "(gradients summed; equal to the whole-batch pass up to float rounding); false = one pass with threaded kernels"),
+        .make("sync_bn", \.syncBN, .value(false),
+              "linear and attentive probes under mpirun: BatchNorm statistics over the global batch of all processes "
+              + "(PyTorch SyncBatchNorm); false = each process normalises with its own batch, as under PyTorch DDP",
+              aka: ["syncbn", "sync_batchnorm"]),
     ]
 
     static let model: [ConfigKey] = [

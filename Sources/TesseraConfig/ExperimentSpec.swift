@@ -24,6 +24,8 @@ public struct ExperimentSpec: Equatable, Sendable {
     public var threads = 0
     /// Pre-training: split each batch over the worker threads, one forward and backward pass per thread.
     public var dataParallel = true
+    /// Linear and attentive probes over several processes: BatchNorm statistics of the global batch.
+    public var syncBN = false
     public var model = ModelSpec()
     public var data = DataSpec()
     public var augment = AugmentSpec()
@@ -38,6 +40,9 @@ public struct ExperimentSpec: Equatable, Sendable {
     /// Processes of the run (mpirun -np N; set by the command line before a run starts): the
     /// effective batch and the learning-rate rule count them, as the original code's world size.
     nonisolated(unsafe) public static var worldSize = 1
+    /// This process's rank: `init` and `resume` checkpoints are read by rank 0 and sent to the others,
+    /// so only rank 0 checks that they exist.
+    nonisolated(unsafe) public static var rank = 0
 
     /// batch_size × accum_iter × world size.
     public var effectiveBatch: Int { batchSize * accumIter * Self.worldSize }

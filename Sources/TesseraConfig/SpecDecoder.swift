@@ -269,10 +269,10 @@ struct SpecDecoder {
                !FileManager.default.fileExists(atPath: t) {
                 throw failure(["model.tokenizer"], "tokenizer file does not exist: \(t) (convert the DALL-E encoder.pkl with tools/dalle_to_h5.py)")
             }
-            if let initPath = spec.initCheckpoint, !FileManager.default.fileExists(atPath: initPath) {
+            if ExperimentSpec.rank == 0, let initPath = spec.initCheckpoint, !FileManager.default.fileExists(atPath: initPath) {
                 throw failure(["init"], "checkpoint does not exist: \(initPath)")
             }
-            if case .path(let resumePath) = spec.resume, !FileManager.default.fileExists(atPath: resumePath) {
+            if ExperimentSpec.rank == 0, case .path(let resumePath) = spec.resume, !FileManager.default.fileExists(atPath: resumePath) {
                 throw failure(["resume"], "checkpoint does not exist: \(resumePath)")
             }
         }

@@ -166,6 +166,28 @@ public final class HDF5File: @unchecked Sendable {
         fileID = id
     }
 
+    /// Opens the bytes of an HDF5 file held in memory (`image`, as read from disk elsewhere) read-only;
+    /// `path` names it in errors.
+    public init(image: [UInt8], path: String) throws {
+        self.path = path
+        self.writable = false
+        let id: hid_t = withHDF5 {
+            let fapl = H5Pcreate(tessera_h5p_file_access())
+            defer { H5Pclose(fapl) }
+            guard fapl >= 0, H5Pset_fapl_core(fapl, 1 << 20, false) >= 0,
+                  image.withUnsafeBytes({ H5Pset_file_image(fapl, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) }) >= 0
+            else { return -1 }
+            // The core driver refuses an image under the name of a file that exists, so the image
+            // gets a name of its own that no file has.
+            return H5Fopen("/nonexistent/tessera-file-image-\(getpid())/" + path, tessera_h5f_acc_rdonly(), fapl)
+        }
+        guard id >= 0 else {
+            let reason = withHDF5 { withLibraryDetail("not an HDF5 file, or unreadable") }
+            throw HDF5Error(path: path, dataset: nil, action: "open HDF5 file \(path) for reading", reason: reason)
+        }
+        fileID = id
+    }
+
     deinit { close() }
 
     /// Closes the file. Safe to call more than once; later operations throw.

@@ -101,6 +101,23 @@ final class DistributedTests: ScratchTestCase {
         XCTAssertEqual(try summary("ft2")["top1"] as? Double, try summary("ft1")["top1"] as? Double)
     }
 
+    /// The linear probe's BatchNorm: with `sync_bn` the statistics are those of the global batch, so
+    /// 2 processes × 16 equal 1 × 32 step by step; without it each process normalises its own half
+    /// (PyTorch DDP without SyncBatchNorm), which changes the losses.
+    func testSyncBatchNormOverTwoProcessesEqualsOne() throws {
+        let sets = ["data.val_limit=64", "optim.lr=0.05"]
+        try train(try config("lp1", task: "linprobe", batch: 32), processes: 1, sets)
+        try train(try config("lp2", task: "linprobe", batch: 16), processes: 2, sets + ["sync_bn=true"])
+        try train(try config("lp2local", task: "linprobe", batch: 16), processes: 2, sets)
+        let one = try losses("lp1"), two = try losses("lp2"), local = try losses("lp2local")
+        XCTAssertEqual(one.count, 8)
+        XCTAssertEqual(two.count, one.count)
+        for (i, (a, b)) in zip(one, two).enumerated() { XCTAssertEqual(b, a, accuracy: 1e-5 * abs(a), "step \(i + 1)") }
+        XCTAssertEqual(local.count, one.count)
+        let gap = zip(local, one).map { abs($0 - $1) / abs($1) }.max() ?? 0
+        XCTAssertGreaterThan(gap, 1e-3, "per-process statistics give other losses than the global ones: \(local) vs \(one)")
+    }
+
     /// kill -9 of one rank: mpirun stops the other within seconds, naming the rank; the same command
     /// then resumes from the last checkpoint and ends bit for bit where an uninterrupted run ends.
     func testKilledRankStopsTheRunAndTheRerunResumesExactly() throws {
@@ -141,6 +158,45 @@ final class DistributedTests: ScratchTestCase {
         let b = try Checkpoint.read(scratch.appendingPathComponent("killed/checkpoint-4.h5").path)
         XCTAssertEqual(Set(a.params.keys), Set(b.params.keys))
         for (name, t) in a.params { XCTAssertTrue(t.array.map(\.bitPattern) == b.params[name]!.array.map(\.bitPattern), name) }
+    }
+
+    /// Machines without a shared file system, played by giving rank 1 an output directory of its own
+    /// (an MPMD launch, rank 0's command `:` rank 1's): rank 1 never sees rank 0's run directory, yet a
+    /// run extended from 1 to 2 epochs resumes from rank 0's checkpoint on both ranks and equals the
+    /// same extension in one shared directory; a linear probe whose `init` exists only for rank 0 trains like one where
+    /// both see it; k-NN, whose feature cache only rank 0 has, finishes on both ranks.
+    func testRanksNeedNotSeeRankZerosFiles() throws {
+        guard let mpirun else { return XCTFail("mpirun not found: tools/setup.sh installs openmpi-bin") }
+        let elsewhere = scratch.appendingPathComponent("rank1").path
+        func split(_ config: String, _ sets: [String]) throws -> Subprocess.Output {
+            let zero = [tessera, "train", config] + sets.flatMap { ["--set", $0] }
+            let one = [tessera, "train", config] + (sets + ["output_dir=\(elsewhere)"]).map { $0.hasPrefix("init=") ? "init=/nowhere/x.h5" : $0 }
+                .flatMap { ["--set", $0] }
+            let out = try XCTUnwrap(Subprocess.run(["OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+                                                    "OMPI_MCA_btl_vader_single_copy_mechanism=none", mpirun, "--oversubscribe",
+                                                    "--bind-to", "none", "-np", "1"] + zero + [":", "-np", "1"] + one))
+            XCTAssertTrue(out.succeeded, "exit \(out.status): \(out.stderr.suffix(2000))")
+            return out
+        }
+        let whole = try config("whole", batch: 16)
+        try train(whole, processes: 2, ["epochs=1"])
+        try train(whole, processes: 2, ["epochs=2"])
+        let apart = try config("apart", batch: 16)
+        _ = try split(apart, ["epochs=1"])
+        let resumed = try split(apart, ["epochs=2"])
+        XCTAssertTrue(resumed.stdout.contains("resumed from"), resumed.stdout.suffix(500).description)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: elsewhere + "/apart/checkpoint-last.h5"), "rank 1 writes nothing")
+        XCTAssertEqual(try losses("apart"), try losses("whole"))
+
+        let weights = "init=" + scratch.appendingPathComponent("whole/checkpoint-last.h5").path
+        try train(try config("probe_shared", task: "linprobe", batch: 16), processes: 2, [weights, "data.val_limit=64"])
+        _ = try split(try config("probe_apart", task: "linprobe", batch: 16), [weights, "data.val_limit=64"])
+        XCTAssertEqual(try losses("probe_apart"), try losses("probe_shared"))
+
+        let knn = try config("knn_apart", task: "knn", batch: 32)
+        _ = try split(knn, ["data.val_limit=64", "eval.knn_k=[5]"])
+        let again = try split(knn, ["data.val_limit=64", "eval.knn_k=[5, 10]"])
+        XCTAssertTrue(again.stdout.contains("@10"), again.stdout.suffix(500).description)
     }
 
     /// k-NN over two processes: features extracted in shares and gathered give the one-process result.

@@ -9,6 +9,8 @@ int tessera_mpi_size(void);
 /// In-place sums over every rank (a fixed reduction order for a fixed size and count).
 int tessera_mpi_allreduce_sum_f32(float *data, long count);
 int tessera_mpi_allreduce_sum_f64(double *data, long count);
+/// Rank 0's `count` bytes at `data` copied to every rank's `data`.
+int tessera_mpi_bcast_bytes(void *data, long count);
 int tessera_mpi_barrier(void);
 void tessera_mpi_abort(int code);
 void tessera_mpi_finalize(void);

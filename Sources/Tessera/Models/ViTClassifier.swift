@@ -57,6 +57,8 @@ public final class ViTClassifier: Module {
     /// Attentive probe at evaluation: normalise with the batch's statistics (CAE's released code,
     /// whose `is_train` stays true) instead of the running ones.
     public var batchStatisticsAtEval = false
+    /// Training under several processes: BatchNorm statistics over the global batch (`sync_bn`).
+    public var syncBatchNorm = false
 
     /// `numClasses` 0 builds no head (feature extraction for k-NN).
     /// Names: the encoder's timm names at the top level, `fc_norm.*`, `head.*` (with a BatchNorm the
@@ -131,7 +133,7 @@ public final class ViTClassifier: Module {
         case .none: break
         case .layerNorm: f = fcNorm!(f)
         case .batchNorm(let eps):
-            f = batchNorm1d(f, runningMean: bnMean!, runningVar: bnVar!, training: ctx.training, eps: eps)
+            f = batchNorm1d(f, runningMean: bnMean!, runningVar: bnVar!, training: ctx.training, eps: eps, overRanks: syncBatchNorm)
         }
         return f
     }
@@ -153,7 +155,7 @@ public final class ViTClassifier: Module {
             let m = Tensor.zeros([d]), v = Tensor.full([d], 1)
             return batchNorm1d(q, runningMean: m, runningVar: v, training: true, eps: eps)
         }
-        return batchNorm1d(q, runningMean: bnMean!, runningVar: bnVar!, training: ctx.training, eps: eps)
+        return batchNorm1d(q, runningMean: bnMean!, runningVar: bnVar!, training: ctx.training, eps: eps, overRanks: syncBatchNorm)
     }
 
     /// Logits [B, classes].

@@ -42,7 +42,24 @@ public struct Checkpoint {
 
     /// Reads a Tessera checkpoint, or a converted PyTorch one (only `params/` is required).
     public static func read(_ path: String) throws -> Checkpoint {
-        let f = try HDF5File(reading: path)
+        try read(try HDF5File(reading: path), path: path)
+    }
+
+    /// Reads a checkpoint that rank 0 can see, on every rank: rank 0 reads the file's bytes and
+    /// sends them to the others, so the machines of a run need no shared file system. One process:
+    /// `read(path)`. Rank 0's errors stop every rank (the caller's failure aborts the run).
+    public static func readOnEveryRank(_ path: String) throws -> Checkpoint {
+        guard Distributed.isDistributed else { return try read(path) }
+        var bytes: [UInt8] = []
+        if Distributed.isWriter {
+            do { bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path))) } catch {
+                Distributed.abort("tessera: cannot read \(path): \(error.localizedDescription)")
+            }
+        }
+        return try read(try HDF5File(image: Distributed.broadcast(bytes), path: path), path: path)
+    }
+
+    static func read(_ f: HDF5File, path: String) throws -> Checkpoint {
         defer { f.close() }
         func tensors(_ group: String) throws -> [String: Tensor] {
             guard f.contains(group) else { return [:] }
@@ -169,7 +186,7 @@ func squareGrid(rows: Int) -> (extra: Int, side: Int)? {
 @discardableResult
 public func loadWeights(into model: Module, from path: String, map: ([String: Tensor]) -> [String: Tensor] = { $0 },
                         exempt: (String) -> Bool = { _ in false }) throws -> StateDictMismatch {
-    let ck = try Checkpoint.read(path)
+    let ck = try Checkpoint.readOnEveryRank(path)
     var state = map(ck.params)
     let broken = state.filter { !$0.value.allFinite }.keys.sorted()
     if !broken.isEmpty {

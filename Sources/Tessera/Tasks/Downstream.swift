@@ -107,6 +107,7 @@ public final class DownstreamRunner {
             style.dropPath = 0
             let c = ViTClassifier(Registry.vitShape(spec), style, pool: .attentive, featureNorm: .batchNorm(eps: 1e-5), numClasses: numClasses)
             c.batchStatisticsAtEval = spec.eval.attentiveBatchStatistics
+            c.syncBatchNorm = spec.syncBN
             return c
         }
         if spec.task == .linprobe {
@@ -129,7 +130,9 @@ public final class DownstreamRunner {
                 style.learnablePos = true
             }
         }
-        return ViTClassifier(Registry.vitShape(spec), style, pool: pool, featureNorm: norm, numClasses: numClasses)
+        let c = ViTClassifier(Registry.vitShape(spec), style, pool: pool, featureNorm: norm, numClasses: numClasses)
+        c.syncBatchNorm = spec.syncBN
+        return c
     }
 
     /// Random initialisation: the encoder as in pre-training (spec §1.4), then the head

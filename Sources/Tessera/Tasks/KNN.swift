@@ -260,17 +260,24 @@ public final class KNNRunner {
         let trainSet = try Registry.dataset(spec, train: true)
         let valSet = try Registry.dataset(spec, train: false)
         let key = cacheKey()
-        let cached = readCache(key: key, trainCount: trainSet.count, valCount: valSet.count)
+        // Several processes: rank 0 alone reads the cache and the finished summary and decides for all
+        // (the other ranks may not see its files); they extract features only when it does.
+        let cached = Distributed.isWriter ? readCache(key: key, trainCount: trainSet.count, valCount: valSet.count) : nil
+        let useCache = Distributed.broadcast(cached != nil)
         // The encoder (and its init checkpoint) is checked before the run directory is touched.
-        let encoder = cached == nil ? try buildModel() : nil
+        let encoder = useCache ? nil : try buildModel()
         let opening = try directory.open(spec: spec, overrides: overrides, echo: echo)
         defer { directory.release() }
-        let previous = directory.isFinished ? try readSummary(directory) : nil
+        let previous = Distributed.isWriter && directory.isFinished ? try readSummary(directory) : nil
         alreadyComplete = false
-        if opening == .complete, let previous, let done = Self.results(previous, k: spec.eval.knnK) {
+        var done: [Int: (top1: Double, top5: Double)]? = nil
+        if opening == .complete, let previous { done = Self.results(previous, k: spec.eval.knnK) }
+        let extract = Distributed.broadcast(done == nil && !useCache)
+        if let done {
             alreadyComplete = true
             return done
         }
+        if !Distributed.isWriter && !extract { return [:] }
         if opening == .fresh { try directory.start(resolvedConfig: spec.resolvedYAML(), overrides: overrides) }
         let x: Features
         if let cached {

@@ -31,8 +31,10 @@ extension RunSummary {
     }
 }
 
-/// A run directory's summary.json as a dictionary.
+/// A run directory's summary.json as a dictionary. Under several processes only rank 0 reads it (the
+/// others, which neither print nor write, get an empty one: they may not see rank 0's files).
 func readSummary(_ run: RunDirectory) throws -> [String: Any] {
+    guard Distributed.isWriter else { return [:] }
     let path = run.file("summary.json")
     guard let data = FileManager.default.contents(atPath: path),
           let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {

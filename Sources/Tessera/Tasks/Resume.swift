@@ -13,7 +13,7 @@ struct ResumePoint {
 /// for the other resume modes.
 func explicitResumePoint(_ spec: ExperimentSpec, model: Module, optimizer: Optimizer) throws -> ResumePoint? {
     guard case .path(let p) = spec.resume else { return nil }
-    let point = ResumePoint(path: p, checkpoint: try Checkpoint.read(p))
+    let point = ResumePoint(path: p, checkpoint: try Checkpoint.readOnEveryRank(p))
     try restore(point, spec: spec, model: model, optimizer: optimizer)
     return point
 }
@@ -39,7 +39,18 @@ func restore(_ point: ResumePoint, spec: ExperimentSpec, model: Module, optimize
 /// The run directory's own checkpoint to continue from: checkpoint-last.h5, or, when that file
 /// cannot be read (a truncated copy), the newest numbered checkpoint that can, with a log line
 /// saying so. Nil when the directory holds no checkpoint.
+///
+/// Several processes: rank 0, the only one that writes the directory, chooses the file, and every
+/// rank reads its bytes from rank 0 (`Checkpoint.readOnEveryRank`), so no rank needs to see the
+/// directory itself.
 func directoryResumePoint(_ run: RunDirectory, echo: Bool) throws -> ResumePoint? {
+    guard Distributed.isDistributed else { return try localDirectoryResumePoint(run, echo: echo) }
+    let chosen = Distributed.isWriter ? try localDirectoryResumePoint(run, echo: echo)?.path ?? "" : ""
+    let path = Distributed.broadcast(chosen)
+    return path.isEmpty ? nil : ResumePoint(path: path, checkpoint: try Checkpoint.readOnEveryRank(path))
+}
+
+private func localDirectoryResumePoint(_ run: RunDirectory, echo: Bool) throws -> ResumePoint? {
     let numbered = run.numberedCheckpoints()
     guard FileManager.default.fileExists(atPath: run.lastCheckpoint) else {
         // Only numbered files (checkpoint.write_last: false): the newest one.

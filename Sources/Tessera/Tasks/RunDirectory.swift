@@ -40,13 +40,16 @@ public final class RunDirectory {
     ]
 
     /// What `open` found.
-    public enum Opening: Equatable {
+    public enum Opening: UInt8, Equatable {
         /// Nothing to continue: start from step 0.
         case fresh
         /// An earlier run with the same settings (up to `safeKeys`): continue it.
         case resume
         /// A finished run asked for nothing new: leave everything as it is.
         case complete
+
+        var code: UInt8 { rawValue }
+        init(code: UInt8) { self = Opening(rawValue: code) ?? .fresh }
     }
 
     /// Creates (or, for `resume: restart`, moves aside and recreates) the directory, takes the lock,
@@ -57,15 +60,10 @@ public final class RunDirectory {
     /// In a run of several processes rank 0 alone opens and writes; the other ranks wait for it and
     /// then read what it found (a failure on rank 0 stops every rank).
     public func open(spec: ExperimentSpec, overrides: [String], echo: Bool) throws -> Opening {
-        guard Distributed.isWriter else {
-            Distributed.barrier()
-            let fm = FileManager.default
-            if isFinished { return .complete }
-            return fm.fileExists(atPath: file("config.yaml")) ? .resume : .fresh
-        }
-        let opening = try openAsWriter(spec: spec, overrides: overrides, echo: echo)
-        Distributed.barrier()
-        return opening
+        guard Distributed.isDistributed else { return try openAsWriter(spec: spec, overrides: overrides, echo: echo) }
+        // Rank 0's finding goes to every rank, whether or not they see the same file system.
+        let found = Distributed.isWriter ? [try openAsWriter(spec: spec, overrides: overrides, echo: echo).code] : [0]
+        return Opening(code: Distributed.broadcast(found).first ?? 0)
     }
 
     private func openAsWriter(spec: ExperimentSpec, overrides: [String], echo: Bool) throws -> Opening {

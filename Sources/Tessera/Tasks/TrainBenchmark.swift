@@ -1,6 +1,7 @@
 import Foundation
 import TesseraConfig
 import TesseraCore
+import TesseraData
 
 /// `tessera bench train`: MAE and SAIM pre-training throughput and peak memory of Tessera beside PyTorch
 /// (eager and torch.compile, through tools/bench_torch_mae.py and bench_torch_saim.py) on the same model, batch and
@@ -10,13 +11,15 @@ public enum TrainBenchmark {
     /// A benchmark model: MAE with the given encoder and decoder, or SAIM with the given encoder and
     /// `queryDepth` query blocks (MLP head, 3×3 target blur, norm-pix); AdamW (0.9, 0.95), wd 0.05.
     public struct Preset: Sendable {
-        public enum Method: String, Sendable { case mae, saim, semaim, cae }
+        public enum Method: String, Sendable { case mae, saim, semaim, cae, finetune }
         public let name: String
         public let method: Method
         public let width, depth, heads, img, patch, decWidth, decDepth, decHeads, batch: Int
         public let queryDepth: Int
         /// CAE: regressor blocks and masked patches per image.
         public var regressorDepth = 0, maskCount = 0
+        /// Fine-tuning: classes of the head.
+        public var numClasses = 0
 
         public init(name: String, width: Int, depth: Int, heads: Int, img: Int, patch: Int,
                     decWidth: Int, decDepth: Int, decHeads: Int, batch: Int) {
@@ -50,9 +53,36 @@ public enum TrainBenchmark {
             self.maskCount = maskCount
         }
 
+        /// End-to-end fine-tuning of a ViT with MAE's recipe: mean-pooled patch tokens, fc_norm and a
+        /// `numClasses` head; drop path 0.1, mixup 0.8 / cutmix 1.0 soft targets with label smoothing
+        /// 0.1, AdamW with layer decay 0.75.
+        public init(finetune name: String, width: Int, depth: Int, heads: Int, img: Int, patch: Int, numClasses: Int, batch: Int) {
+            self.name = name
+            method = .finetune
+            self.width = width; self.depth = depth; self.heads = heads; self.img = img; self.patch = patch
+            decWidth = 0; decDepth = 0; decHeads = 0; self.batch = batch
+            queryDepth = 0
+            self.numClasses = numClasses
+        }
+
         var yaml: String {
+            if method == .finetune {
+                return """
+                name: bench_\(name)
+                task: finetune
+                batch_size: \(batch)
+                epochs: 1
+                model: {method: mae, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
+                        global_pool: true, drop_path: 0.1, num_classes: \(numClasses)}
+                data: {dataset: fashion-mnist}
+                augment: {mixup: 0.8, cutmix: 1.0, smoothing: 0.1}
+                optim: {name: adamw, lr: 1.0e-4, weight_decay: 0.05, betas: [0.9, 0.999], layer_decay: 0.75}
+                log: {pictures: false}
+                """
+            }
             let model: String
             switch method {
+            case .finetune: preconditionFailure("unreachable")
             case .mae:
                 model = """
                 {method: mae, arch: custom, width: \(width), depth: \(depth), heads: \(heads), patch_size: \(patch), img_size: \(img),
@@ -99,6 +129,7 @@ public enum TrainBenchmark {
             case .saim, .semaim: return common + ["--query-depth", "\(queryDepth)", "--kernel", "3", "--sigma", "1"]
             case .cae: return common + ["--dec-width", "\(decWidth)", "--dec-depth", "\(decDepth)", "--dec-heads", "\(decHeads)",
                                         "--regressor-depth", "\(regressorDepth)", "--mask-count", "\(maskCount)"]
+            case .finetune: return common + ["--classes", "\(numClasses)"]
             }
         }
 
@@ -114,6 +145,9 @@ public enum TrainBenchmark {
             let embed = 2.0 * Double(l * patch * patch * 3 * width)
             let out = patch * patch * 3
             switch method {
+            case .finetune:
+                // Every block over all L + 1 tokens and the head; no decoder.
+                return 3 * (embed + blocks(l + 1, width, depth) + 2.0 * Double(width * numClasses))
             case .mae:
                 let visible = l - Int(Double(l) * 0.75) + 1
                 let decoderEmbed = 2.0 * Double(visible * width * decWidth)
@@ -152,6 +186,8 @@ public enum TrainBenchmark {
         Preset(name: "vits16", width: 384, depth: 12, heads: 6, img: 224, patch: 16, decWidth: 192, decDepth: 4, decHeads: 3, batch: 32),
         Preset(saim: "saim_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, queryDepth: 12, batch: 128),
         Preset(saim: "semaim_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, queryDepth: 12, batch: 128, semantic: true),
+        Preset(finetune: "ft_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, numClasses: 10, batch: 128),
+        Preset(finetune: "ft_vits16", width: 384, depth: 12, heads: 6, img: 224, patch: 16, numClasses: 1000, batch: 32),
         Preset(cae: "cae_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, decWidth: 192, decDepth: 4, decHeads: 3,
                regressorDepth: 4, maskCount: 32, batch: 128),
     ]
@@ -200,6 +236,7 @@ public enum TrainBenchmark {
     /// splits each batch over the threads as pre-training does by default (`PretrainStep`); false runs
     /// one pass with threaded kernels.
     public static func measureTessera(_ p: Preset, steps: Int, warmup: Int, dataParallel: Bool = true) throws -> Measurement {
+        if p.method == .finetune { return try measureFinetune(p, steps: steps, warmup: warmup, dataParallel: dataParallel) }
         let spec = try ConfigLoader.load(yaml: p.yaml, file: "bench_\(p.name).yaml", checkPaths: false)
         let base = Memory.residentBytes()
         var rng = RandomGenerator(seed: 0)
@@ -223,6 +260,44 @@ public enum TrainBenchmark {
             let r1 = DispatchTime.now().uptimeNanoseconds
             opt.step(lr: 1e-4, weightDecay: nil)
             model.zeroGrad()
+            if i >= warmup {
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+                if Distributed.isDistributed { reduce.append(Double(r1 - r0) * 1e-9) }
+            }
+        }
+        return Measurement(imagesPerSecond: Double(p.batch * times.count) / times.reduce(0, +), stepSeconds: times,
+                           peakBytes: Memory.peakResidentBytes() - base, threads: Parallel.threads, allreduceSeconds: reduce)
+    }
+
+    /// A fine-tuning step as `tessera train` runs it (`DownstreamRunner.step`): mixup/cutmix soft
+    /// targets drawn in the timed region (as the training loop does), forward with drop path,
+    /// soft-target cross-entropy, backward, AdamW over the layer-decay groups, zeroing the gradients.
+    static func measureFinetune(_ p: Preset, steps: Int, warmup: Int, dataParallel: Bool) throws -> Measurement {
+        let spec = try ConfigLoader.load(yaml: p.yaml, file: "bench_\(p.name).yaml", checkPaths: false)
+        let base = Memory.residentBytes()
+        let runner = try DownstreamRunner(spec: spec, runDir: NSTemporaryDirectory())
+        let opt = OptimBuilder.optimizer(spec, runner.groups)
+        let a = spec.augment
+        let mixup = Mixup(mixupAlpha: a.mixup, cutmixAlpha: a.cutmix, prob: a.mixupProb, switchProb: a.switchProb,
+                          labelSmoothing: a.smoothing, numClasses: p.numClasses)
+        let local = p.batch / Distributed.size, first = Distributed.rank * local
+        var rng = RandomGenerator(seed: 0)
+        let images = Tensor.randn([local, 3, p.img, p.img], rng: &rng)
+        let labels = (first..<(first + local)).map { $0 % p.numClasses }
+        let params = runner.groups.flatMap { $0.params.map(\.tensor) }
+        var times: [Double] = [], reduce: [Double] = []
+        for i in 0..<(warmup + steps) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var mixRNG = rng.derived(2, UInt64(i))
+            // Mixed in place, as timm's Mixup does; mixing keeps the values bounded over the steps.
+            let soft = try mixup.apply(images: images, labels: labels, rng: &mixRNG)
+            _ = runner.step(images: images, labels: labels, softTargets: soft, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))),
+                            scale: 1, replicas: dataParallel ? Parallel.threads : 1)
+            let r0 = DispatchTime.now().uptimeNanoseconds
+            if Distributed.isDistributed { averageGradientsOverRanks(params) }
+            let r1 = DispatchTime.now().uptimeNanoseconds
+            opt.step(lr: 1e-4, weightDecay: nil)
+            runner.model.zeroGrad()
             if i >= warmup {
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
                 if Distributed.isDistributed { reduce.append(Double(r1 - r0) * 1e-9) }

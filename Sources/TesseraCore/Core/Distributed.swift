@@ -40,6 +40,32 @@ public enum Distributed {
         if failed { abort("MPI_Allreduce failed") }
     }
 
+    /// Rank 0's bytes on every rank (the other ranks' argument is ignored). Lets a run read what only
+    /// rank 0 can see, such as its run directory's checkpoints on a machine of its own.
+    public static func broadcast(_ bytes: [UInt8]) -> [UInt8] {
+        guard size > 1 else { return bytes }
+        var count = [Double(rank == 0 ? bytes.count : 0)]
+        let countFailed = count.withUnsafeMutableBytes { tessera_mpi_bcast_bytes($0.baseAddress, 8) != 0 }
+        if countFailed { abort("MPI_Bcast failed") }
+        var out = rank == 0 ? bytes : [UInt8](repeating: 0, count: Int(count[0]))
+        let n = out.count
+        let failed = out.withUnsafeMutableBytes { n == 0 ? false : tessera_mpi_bcast_bytes($0.baseAddress, n) != 0 }
+        if failed { abort("MPI_Bcast failed") }
+        return out
+    }
+
+    /// Rank 0's flag on every rank.
+    public static func broadcast(_ flag: Bool) -> Bool {
+        guard size > 1 else { return flag }
+        return broadcast([flag ? 1 : 0]) == [1]
+    }
+
+    /// Rank 0's string on every rank.
+    public static func broadcast(_ text: String) -> String {
+        guard size > 1 else { return text }
+        return String(decoding: broadcast(Array(text.utf8)), as: UTF8.self)
+    }
+
     /// Waits for every rank.
     public static func barrier() {
         guard size > 1 else { return }

@@ -5,11 +5,15 @@ import CBLAS
 /// The one pool of worker threads. OpenBLAS is kept single-threaded and large GEMMs are split over
 /// this pool instead, so the two never compete for cores.
 public enum Parallel {
-    /// Configured worker count: TESSERA_THREADS, else the number of online cores.
+    /// Configured worker count: TESSERA_THREADS, else the number of online cores, shared out among
+    /// the processes mpirun started on this machine (OMPI_COMM_WORLD_LOCAL_SIZE) so that they do not
+    /// compete for cores.
     nonisolated(unsafe) public private(set) static var threads: Int = {
         openblas_set_num_threads(1)
-        if let s = ProcessInfo.processInfo.environment["TESSERA_THREADS"], let n = Int(s), n > 0 { return n }
-        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let env = ProcessInfo.processInfo.environment
+        if let s = env["TESSERA_THREADS"], let n = Int(s), n > 0 { return n }
+        let local = env["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap { Int($0) } ?? 1
+        return max(1, ProcessInfo.processInfo.activeProcessorCount / max(1, local))
     }()
 
     public static func setThreads(_ n: Int) {

@@ -82,9 +82,16 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 
 /// (biased variance) and updates the running statistics (unbiased variance, momentum as PyTorch:
 /// r ← (1 − m)·r + m·batch). In eval, uses the running statistics. Columns are independent, so each
 /// thread takes a block of them (rows stay the inner sweep's outer loop for contiguous reads).
+///
+/// `overRanks` (with several processes, in training): the statistics are those of the rows of every
+/// process together, and the backward pass sums its two column reductions over the processes too,
+/// as PyTorch's SyncBatchNorm does; each process still normalises only its own rows.
 public func batchNorm1d(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, training: Bool,
-                        momentum: Float = 0.1, eps: Float = 1e-5) -> Tensor {
+                        momentum: Float = 0.1, eps: Float = 1e-5, overRanks: Bool = false) -> Tensor {
     precondition(x.rank == 2, "tessera: batchNorm1d needs [N, D], got \(x.shape)")
+    if overRanks && training && Distributed.isDistributed {
+        return syncBatchNorm1d(x, runningMean: runningMean, runningVar: runningVar, momentum: momentum, eps: eps)
+    }
     let (n, d) = (x.shape[0], x.shape[1])
     checkShapes(runningMean.shape, [d], "batchNorm1d running mean")
     checkShapes(runningVar.shape, [d], "batchNorm1d running variance")
@@ -142,6 +149,55 @@ public func batchNorm1d(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, tr
                 dp[idx] = beta == 0 ? v : dp[idx] + v
             } }
         }
+    }
+    return y
+}
+
+/// Training-mode BatchNorm1d over the rows of all processes: two allreduces of the column sums
+/// (mean, then squared deviations from it) forward, one of Σg and Σg·x̂ backward.
+func syncBatchNorm1d(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, momentum: Float, eps: Float) -> Tensor {
+    let (n, d) = (x.shape[0], x.shape[1])
+    checkShapes(runningMean.shape, [d], "batchNorm1d running mean")
+    checkShapes(runningVar.shape, [d], "batchNorm1d running variance")
+    let xp = x.data
+    // Column sums with the local row count in the last slot.
+    var sums = [Double](repeating: 0, count: d + 1)
+    sums[d] = Double(n)
+    for i in 0..<n { let row = xp + i * d; for c in 0..<d { sums[c] += Double(row[c]) } }
+    Distributed.sum(&sums)
+    let total = sums[d]
+    precondition(total > 1, "tessera: batchNorm1d in training needs more than one sample over all processes")
+    let mu = (0..<d).map { sums[$0] / total }
+    var sq = [Double](repeating: 0, count: d)
+    for i in 0..<n { let row = xp + i * d; for c in 0..<d { let v = Double(row[c]) - mu[c]; sq[c] += v * v } }
+    Distributed.sum(&sq)
+    let y = Tensor(shape: x.shape)
+    let mean = Tensor(shape: [d]), rstd = Tensor(shape: [d])
+    let yp = y.data, mp = mean.data, rp = rstd.data
+    for c in 0..<d {
+        mp[c] = Float(mu[c])
+        rp[c] = Float(1 / (sq[c] / total + Double(eps)).squareRoot())
+        runningMean.data[c] = (1 - momentum) * runningMean.data[c] + momentum * Float(mu[c])
+        runningVar.data[c] = (1 - momentum) * runningVar.data[c] + momentum * Float(sq[c] / (total - 1))
+    }
+    for i in 0..<n { for c in 0..<d { yp[i * d + c] = (xp[i * d + c] - mp[c]) * rp[c] } }
+    Autograd.record(y, [x]) { g in
+        guard let s = x.slot else { return }
+        let (dx, beta) = s.target()
+        let xp = x.data, mp = mean.data, rp = rstd.data, gp = g.data, dp = dx.data
+        // Σg and Σg·x̂ per column (first d, then d), over every process's rows.
+        var red = [Double](repeating: 0, count: 2 * d)
+        for i in 0..<n { for c in 0..<d {
+            let gv = Double(gp[i * d + c])
+            red[c] += gv
+            red[d + c] += gv * Double((xp[i * d + c] - mp[c]) * rp[c])
+        } }
+        Distributed.sum(&red)
+        for i in 0..<n { for c in 0..<d {
+            let idx = i * d + c, xh = (xp[idx] - mp[c]) * rp[c]
+            let v = rp[c] * (gp[idx] - Float(red[c] / total) - xh * Float(red[d + c] / total))
+            dp[idx] = beta == 0 ? v : dp[idx] + v
+        } }
     }
     return y
 }

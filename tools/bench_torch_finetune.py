@@ -1,0 +1,61 @@
+"""PyTorch side of the fine-tuning rows of `tessera bench train`: timm's own VisionTransformer
+trained end to end as MAE's main_finetune.py does (mean-pooled patch tokens with fc_norm, drop path
+0.1, timm's Mixup with mixup 0.8 / cutmix 1.0 / label smoothing 0.1, SoftTargetCrossEntropy, AdamW
+with layer decay 0.75 from timm's own optimizer factory), on fixed synthetic images, eager or
+torch.compile. Prints one JSON line as the pre-training scripts do
+  {"images_per_s": ..., "step_seconds": [...], "peak_bytes": ..., "threads": ..., "loss": ...}
+
+Usage: python3 tools/bench_torch_finetune.py --width 192 --depth 12 --heads 3 --img 32 --patch 4 \
+         --classes 10 --batch 128 --steps 10 --warmup 3 --threads 2 --mode eager
+The timed region is one training iteration: mixup of the batch (in place, as timm does), forward,
+loss, backward, optimizer step and zeroing the gradients.
+"""
+import argparse
+import json
+import resource
+import time
+
+import torch
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
+from timm.models.vision_transformer import VisionTransformer
+from timm.optim import create_optimizer_v2
+
+from bench_torch_common import MODEL_FLAGS, RUN_FLAGS, rss_bytes
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for k, v in MODEL_FLAGS + [("classes", 10)] + RUN_FLAGS:
+        ap.add_argument("--" + k, type=int, default=v)
+    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    base = rss_bytes()
+    model = VisionTransformer(img_size=a.img, patch_size=a.patch, embed_dim=a.width, depth=a.depth, num_heads=a.heads,
+                              num_classes=a.classes, global_pool="avg", drop_path_rate=0.1)
+    model.train()
+    opt = create_optimizer_v2(model, "adamw", lr=1e-4, weight_decay=0.05, layer_decay=0.75, betas=(0.9, 0.999))
+    mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=a.classes)
+    criterion = SoftTargetCrossEntropy()
+    fwd = torch.compile(model) if a.mode == "compile" else model
+    imgs = torch.randn(a.batch, 3, a.img, a.img)
+    labels = torch.arange(a.batch) % a.classes
+    times = []
+    for i in range(a.warmup + a.steps):
+        t0 = time.perf_counter()
+        x, soft = mixup(imgs, labels)
+        loss = criterion(fwd(x), soft)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i >= a.warmup:
+            times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"images_per_s": a.batch * len(times) / sum(times), "step_seconds": times,
+                      "peak_bytes": peak - base, "threads": torch.get_num_threads(), "loss": float(loss.detach())}))
+
+
+if __name__ == "__main__":
+    main()
