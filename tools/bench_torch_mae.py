@@ -1,5 +1,5 @@
 """PyTorch side of `tessera bench train`: times MAE pre-training steps (forward, backward, AdamW) of
-the official MAE model structure on synthetic images, eager or torch.compile, and prints one JSON line
+the official MAE model structure (timm's own Block and PatchEmbed, as models_mae.py uses them) on synthetic images, eager or torch.compile, and prints one JSON line
   {"images_per_s": ..., "step_seconds": [...], "peak_bytes": ..., "threads": ..., "loss": ...}
 peak_bytes is the growth of the process's peak resident set over its size just before the model is
 built (so the PyTorch libraries themselves are not counted), the same measure Tessera reports.
@@ -10,40 +10,20 @@ Usage: python3 tools/bench_torch_mae.py --width 192 --depth 12 --heads 3 --img 3
 tools/bench_torch_common.py's.
 """
 
+from functools import partial
+
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from timm.layers import PatchEmbed
+from timm.models.vision_transformer import Block
 
 import bench_torch_common
 from bench_torch_common import norm_pix_target
 
 
-class Block(nn.Module):
-    """Pre-norm ViT block with fused qkv, as timm's Block used by the MAE code. sdpa=True uses the
-    fused scaled_dot_product_attention (timm's default); False spells attention out (softmax of
-    q·kᵀ), as eager code without the fused kernel does."""
-
-    def __init__(self, d, h, sdpa=True):
-        super().__init__()
-        self.h = h
-        self.sdpa = sdpa
-        self.norm1 = nn.LayerNorm(d, eps=1e-6)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.norm2 = nn.LayerNorm(d, eps=1e-6)
-        self.fc1 = nn.Linear(d, 4 * d)
-        self.fc2 = nn.Linear(4 * d, d)
-
-    def forward(self, x):
-        b, n, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).reshape(b, n, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4).unbind(0)
-        if self.sdpa:
-            y = F.scaled_dot_product_attention(q, k, v)
-        else:
-            y = ((q @ k.transpose(-2, -1)) * (d // self.h) ** -0.5).softmax(dim=-1) @ v
-        y = y.transpose(1, 2).reshape(b, n, d)
-        x = x + self.proj(y)
-        return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
+def block(d, h):
+    """timm's own ViT Block, as the MAE code builds it (qkv bias, LayerNorm eps 1e-6, fused SDPA)."""
+    return Block(d, h, mlp_ratio=4.0, qkv_bias=True, norm_layer=partial(nn.LayerNorm, eps=1e-6))
 
 
 class MAE(nn.Module):
@@ -52,22 +32,22 @@ class MAE(nn.Module):
         self.p = a.patch
         g = a.img // a.patch
         self.L = g * g
-        self.patch_embed = nn.Conv2d(3, a.width, a.patch, a.patch)
+        self.patch_embed = PatchEmbed(a.img, a.patch, 3, a.width)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, a.width))
         self.register_buffer("pos_embed", torch.randn(1, self.L + 1, a.width) * 0.02)
-        self.blocks = nn.ModuleList(Block(a.width, a.heads) for _ in range(a.depth))
+        self.blocks = nn.ModuleList(block(a.width, a.heads) for _ in range(a.depth))
         self.norm = nn.LayerNorm(a.width, eps=1e-6)
         self.decoder_embed = nn.Linear(a.width, a.dec_width)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, a.dec_width))
         self.register_buffer("decoder_pos_embed", torch.randn(1, self.L + 1, a.dec_width) * 0.02)
-        self.decoder_blocks = nn.ModuleList(Block(a.dec_width, a.dec_heads) for _ in range(a.dec_depth))
+        self.decoder_blocks = nn.ModuleList(block(a.dec_width, a.dec_heads) for _ in range(a.dec_depth))
         self.decoder_norm = nn.LayerNorm(a.dec_width, eps=1e-6)
         self.decoder_pred = nn.Linear(a.dec_width, a.patch * a.patch * 3)
         self.mask_ratio = a.mask_ratio
 
     def forward(self, imgs, noise):
         b = imgs.shape[0]
-        x = self.patch_embed(imgs).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]
+        x = self.patch_embed(imgs) + self.pos_embed[:, 1:]
         keep = int(self.L * (1 - self.mask_ratio))
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)

@@ -148,11 +148,13 @@ struct Prepare: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print benchmark tables.")
 
-    @Argument(help: "What to measure: ops (tensor core), gemm (OpenBLAS against oneDNN on the model's shapes), data (JPEG decode + augment), train (MAE and SAIM training beside PyTorch).")
+    @Argument(help: "What to measure: ops (tensor core), gemm (OpenBLAS against oneDNN on the model's shapes), data (JPEG decode + augment), train (pre-training and fine-tuning beside PyTorch), infer (feature extraction beside PyTorch inference).")
     var what: String
 
-    @Option(help: "For `train`: comma-separated models: tiny32 (MAE ViT-Tiny, 32 px, patch 4, batch 128), vits16 (MAE ViT-S/16, 224 px, decoder 192/4/3 as MAE-priv ViT-S, batch 32) saim_tiny32 (SAIM on tiny32's encoder, 12 query blocks, batch 128) semaim_tiny32 (the same model in SemAIM's order, with its eval-mode encoder pass) and cae_tiny32 (CAE with pixel targets on tiny32's encoder, half the patches masked).")
-    var model: String = "tiny32,vits16,saim_tiny32,semaim_tiny32,cae_tiny32"
+    @Option(help: "For `train`: comma-separated models: tiny32 (MAE ViT-Tiny, 32 px, patch 4, batch 128), vits16 (MAE ViT-S/16, 224 px, decoder 192/4/3 as MAE-priv ViT-S, batch 32), vitb16 (MAE's ViT-B/16 recipe shape, decoder 512/8/16, batch 16), saim_tiny32 (SAIM on tiny32's encoder, 12 query blocks, batch 128) semaim_tiny32 (the same model in SemAIM's order, with its eval-mode encoder pass), cae_tiny32 (CAE with pixel targets on tiny32's encoder, half the patches masked), ft_tiny32 and ft_vits16 (fine-tuning tiny32's encoder with 10 classes, batch 128, and ViT-S/16 at 224 px with 1000 classes, batch 32: drop path 0.1, mixup/cutmix, label smoothing 0.1, layer decay). For `infer`: infer_tiny32 and infer_vits16 (batch 256; the default is both).")
+    var model: String = Bench.trainModels
+
+    static let trainModels = "tiny32,vits16,vitb16,saim_tiny32,semaim_tiny32,cae_tiny32,ft_tiny32,ft_vits16"
 
     @Option(help: "For `train`: untimed warm-up steps (torch.compile compiles in these).")
     var warmup: Int = 3
@@ -191,6 +193,20 @@ struct Bench: ParsableCommand {
             print(benchmarkDecodeAugment(imageDir: images))
         case "gemm":
             print(OpsBenchmark.gemmComparison(reps: reps))
+        case "infer":
+            let chosen = model == Bench.trainModels ? InferBenchmark.presets.map(\.name).joined(separator: ",") : model
+            let presets = try chosen.split(separator: ",").map { try InferBenchmark.preset(String($0)) }
+            let list = tesseraModes == "replicas" && only == nil ? "replicas,kernels" : tesseraModes
+            let tessera = try modes(list, option: "--tessera-modes", allowed: InferBenchmark.tesseraModes)
+            if let only {
+                guard only == "tessera", tessera.count == 1 else { throw ValidationError("--only tessera takes one --tessera-modes mode") }
+                for p in presets { print(try InferBenchmark.measureTessera(p, steps: reps, warmup: warmup, replicas: tessera[0] == "replicas").json) }
+                return
+            }
+            let tools = URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent("tools").path
+            print(InferBenchmark.report(presets: presets, steps: reps, warmup: warmup, rounds: rounds, withTorch: !noTorch, tesseraModes: tessera,
+                                        torchModes: try modes(torchModes, option: "--torch-modes", allowed: ["eager", "compile"]),
+                                        executable: CommandLine.arguments[0], toolsDirectory: tools))
         case "train":
             let presets = try model.split(separator: ",").map { try TrainBenchmark.preset(String($0)) }
             let tessera = try modes(tesseraModes, option: "--tessera-modes", allowed: TrainBenchmark.tesseraModes)
@@ -210,7 +226,7 @@ struct Bench: ParsableCommand {
                                         torchModes: try modes(torchModes, option: "--torch-modes", allowed: ["eager", "compile"]),
                                         executable: CommandLine.arguments[0], toolsDirectory: tools))
         default:
-            throw ValidationError("unknown benchmark '\(what)'; choose ops, gemm, data or train")
+            throw ValidationError("unknown benchmark '\(what)'; choose ops, gemm, data, train or infer")
         }
     }
 

@@ -63,6 +63,23 @@ final class KNNTests: ScratchTestCase {
     }
 
     /// A k larger than the train set uses every train row.
+    /// Feature extraction splits each batch over the threads (`mapBatchRows`): the same features as
+    /// one pass over the whole batch, to float rounding, in row order, for any split.
+    func testSplitExtractionEqualsOnePass() throws {
+        let spec = try ConfigLoader.load(yaml: "name: x\ntask: knn\nbatch_size: 8\n" + tinyMAEModelAndData, file: "x.yaml", checkPaths: false)
+        let model = ViTClassifier(Registry.vitShape(spec), Registry.vitStyle(spec), pool: .cls, featureNorm: .none, numClasses: 0)
+        var rng = RandomGenerator(seed: 3)
+        model.encoder.initialize(rng: &rng, torchDefaultPatch: false, clsTruncated: false)
+        let images = Tensor.randn([7, 3, 32, 32], rng: &rng)
+        let ctx = Context(training: false)
+        let whole = Autograd.noGrad { model.features(images, ctx: ctx) }.array
+        for parts in [2, 3, 7, 9] {
+            let split = Autograd.noGrad { mapBatchRows(images, parts: parts) { model.features($0, ctx: ctx) } }
+            XCTAssertEqual(split.shape, [7, 32])
+            for (a, b) in zip(split.array, whole) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), "\(parts) parts") }
+        }
+    }
+
     func testKLargerThanTrainSet() {
         let train = circle([0, 90]), test = circle([10])
         let r = KNN.classify(train: train, trainLabels: [0, 1], test: test, testLabels: [1], k: [1, 50], temperature: 0.07, numClasses: 2)

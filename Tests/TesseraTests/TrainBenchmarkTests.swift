@@ -29,6 +29,12 @@ final class TrainBenchmarkTests: XCTestCase {
         let embed = 2 * 64 * 48 * 192
         let cae = 3 * (embed + blk(33, 12) + regressor + blk(32, 4) + 2 * 32 * 192 * 48) + embed + blk(33, 12)
         XCTAssertEqual(try TrainBenchmark.preset("cae_tiny32").flopsPerImage, Double(cae))
+        // Fine-tuning: 12 blocks over 65 tokens, the embedding, the 10-class head.
+        XCTAssertEqual(try TrainBenchmark.preset("ft_tiny32").flopsPerImage, Double(3 * (blk(65, 12) + embed + 2 * 192 * 10)))
+        XCTAssertEqual(try TrainBenchmark.preset("ft_tiny32").torchScript, "bench_torch_finetune.py")
+        // Feature extraction: the forward pass alone.
+        XCTAssertEqual(try InferBenchmark.preset("infer_tiny32").flopsPerImage, Double(blk(65, 12) + embed))
+        XCTAssertThrowsError(try InferBenchmark.preset("tiny32"))
     }
 
     func testMeasurementJSONRoundTrip() throws {
@@ -64,5 +70,7 @@ final class TrainBenchmarkTests: XCTestCase {
         }
         let saim = TrainBenchmark.Preset(saim: "unit_saim", width: 32, depth: 2, heads: 2, img: 16, patch: 4, queryDepth: 1, batch: 4)
         XCTAssertEqual(try TrainBenchmark.measureTessera(saim, steps: 2, warmup: 1).stepSeconds.count, 2)
+        let finetune = TrainBenchmark.Preset(finetune: "unit_ft", width: 32, depth: 1, heads: 2, img: 16, patch: 4, numClasses: 5, batch: 4)
+        XCTAssertEqual(try TrainBenchmark.measureTessera(finetune, steps: 2, warmup: 1).stepSeconds.count, 2)
     }
 }

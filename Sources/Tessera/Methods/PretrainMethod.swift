@@ -39,6 +39,30 @@ extension Tensor {
     }
 }
 
+/// `f` of each contiguous share of `x`'s rows (samples), the shares on `parts` threads at once with
+/// their kernels on their own thread (`Replicas`), gathered into one tensor in row order: a no-grad
+/// forward (feature extraction, evaluation) split like a training batch. `f` must treat samples
+/// independently (no batch statistics); the result equals one pass up to float rounding.
+public func mapBatchRows(_ x: Tensor, parts: Int, _ f: (Tensor) -> Tensor) -> Tensor {
+    let b = x.shape[0], n = min(max(1, parts), b)
+    guard n > 1 else { return f(x) }
+    precondition(!Autograd.isEnabled, "tessera: mapBatchRows runs under no-grad only")
+    let ranges = (0..<n).map { r in (b * r / n)..<(b * (r + 1) / n) }
+    var outs = [Tensor?](repeating: nil, count: n)
+    outs.withUnsafeMutableBufferPointer { o in
+        let o = o
+        Replicas.run(n, leaves: []) { r in o[r] = f(x.batchRows(ranges[r])) }
+    }
+    let first = outs[0]!
+    let y = Tensor(shape: [b] + first.shape.dropFirst())
+    let rowSize = first.count / max(1, ranges[0].count)
+    for (r, t) in outs.enumerated() {
+        precondition(t!.shape[0] == ranges[r].count, "tessera: mapBatchRows: a part returned \(t!.shape[0]) rows for \(ranges[r].count)")
+        (y.data + ranges[r].lowerBound * rowSize).update(from: t!.data, count: t!.count)
+    }
+    return y
+}
+
 /// What a pre-training forward pass returns.
 public struct PretrainOutput {
     /// The scalar loss to back-propagate.

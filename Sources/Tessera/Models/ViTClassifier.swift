@@ -109,6 +109,12 @@ public final class ViTClassifier: Module {
     /// The pooled, normalised feature [B, D] (what the head sees).
     public func features(_ img: Tensor, ctx: Context) -> Tensor {
         if pool == .attentive { return attentiveFeatures(tokens(img, ctx: ctx), ctx: ctx) }
+        return normalizeFeatures(pooledFeatures(img, ctx: ctx), ctx: ctx)
+    }
+
+    /// The pooled feature [B, D] before the feature norm: each sample's on its own.
+    public func pooledFeatures(_ img: Tensor, ctx: Context) -> Tensor {
+        precondition(pool != .attentive, "tessera: the attentive probe pools with attentiveFeatures")
         var x = encoder.patchTokens(img)
         let hasCls = encoder.clsToken != nil
         if hasCls { x = concat([encoder.clsTokens(batch: img.shape[0]), x], axis: 1) }
@@ -129,6 +135,13 @@ public final class ViTClassifier: Module {
         case .attentive:
             preconditionFailure("unreachable")
         }
+        return f
+    }
+
+    /// The feature norm over pooled features [B, D]: fc_norm, or the probe's BatchNorm (batch
+    /// statistics in training).
+    public func normalizeFeatures(_ pooled: Tensor, ctx: Context) -> Tensor {
+        var f = pooled
         switch featureNorm {
         case .none: break
         case .layerNorm: f = fcNorm!(f)

@@ -202,16 +202,25 @@ public final class DownstreamRunner {
     }
 
     /// Logits of a training batch: linear probing runs the frozen encoder without a tape.
+    /// The frozen encoder's part splits the batch over the threads (it has no batch statistics); the
+    /// BatchNorm head sees the whole batch.
     func trainLogits(_ images: Tensor, ctx: Context) -> Tensor {
         if spec.task == .attentive {
-            let t = Autograd.noGrad { model.tokens(images, ctx: ctx) }.detach()
+            let t = Autograd.noGrad { mapBatchRows(images, parts: Parallel.threads) { model.tokens($0, ctx: ctx) } }.detach()
             return model.head!(model.attentiveFeatures(t, ctx: ctx))
         }
         if isLinear {
-            let f = Autograd.noGrad { model.features(images, ctx: ctx) }.detach()
+            let f = Autograd.noGrad { frozenFeatures(images, ctx: ctx) }.detach()
             return model.head!(f)
         }
         return model(images, ctx: ctx)
+    }
+
+    /// The linear probe's features: the frozen encoder (split over the threads), then the feature
+    /// BatchNorm over the whole batch.
+    func frozenFeatures(_ images: Tensor, ctx: Context) -> Tensor {
+        let pooled = mapBatchRows(images, parts: Parallel.threads) { model.pooledFeatures($0, ctx: ctx) }
+        return model.normalizeFeatures(pooled, ctx: ctx)
     }
 
     /// Threads a fine-tuning batch is split over (`data_parallel`); the probes, whose BatchNorm
@@ -261,7 +270,15 @@ public final class DownstreamRunner {
         let batches = loader.epoch(0)
         let ctx = Context(training: false)
         while let batch = batches.next() {
-            let logits = Autograd.noGrad { model(batch.images, ctx: ctx) }
+            // Evaluation has no batch statistics except the attentive probe's optional ones, which
+            // attentiveFeatures applies to the whole batch.
+            let logits: Tensor = Autograd.noGrad {
+                if spec.task == .attentive {
+                    let t = mapBatchRows(batch.images, parts: Parallel.threads) { model.tokens($0, ctx: ctx) }
+                    return model.head!(model.attentiveFeatures(t, ctx: ctx))
+                }
+                return mapBatchRows(batch.images, parts: Parallel.threads) { model($0, ctx: ctx) }
+            }
             let b = batch.labels.count, c = logits.shape[1]
             lossSum += Double(Autograd.noGrad { crossEntropy(logits, labels: batch.labels) }.item) * Double(b)
             for i in 0..<b {

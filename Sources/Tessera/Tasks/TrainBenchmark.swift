@@ -177,13 +177,15 @@ public enum TrainBenchmark {
 
     /// tiny32 is DEVELOPERS.md's peer configuration; vits16 is ViT-S/16 at 224 px with the decoder of
     /// the MAE-priv ViT-S recipe (192 wide, 4 deep, 3 heads; MAE's own 512/8 decoder would be 80 % of
-    /// that model's arithmetic); saim_tiny32 is SAIM on tiny32's encoder with 12 query blocks, and
+    /// that model's arithmetic); vitb16 is MAE's own ViT-B/16 recipe shape (decoder 512 wide, 8 deep,
+    /// 16 heads) at batch 16; saim_tiny32 is SAIM on tiny32's encoder with 12 query blocks, and
     /// semaim_tiny32 the same model in SemAIM's order (attention_center / cls, with its eval-mode
     /// encoder pass before every step); cae_tiny32 is CAE (pixel targets) on tiny32's encoder with half
     /// the patches masked, a 192-wide regressor of 4 blocks and decoder of 4.
     public static let presets: [Preset] = [
         Preset(name: "tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, decWidth: 128, decDepth: 2, decHeads: 4, batch: 128),
         Preset(name: "vits16", width: 384, depth: 12, heads: 6, img: 224, patch: 16, decWidth: 192, decDepth: 4, decHeads: 3, batch: 32),
+        Preset(name: "vitb16", width: 768, depth: 12, heads: 12, img: 224, patch: 16, decWidth: 512, decDepth: 8, decHeads: 16, batch: 16),
         Preset(saim: "saim_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, queryDepth: 12, batch: 128),
         Preset(saim: "semaim_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, queryDepth: 12, batch: 128, semantic: true),
         Preset(finetune: "ft_tiny32", width: 192, depth: 12, heads: 3, img: 32, patch: 4, numClasses: 10, batch: 128),

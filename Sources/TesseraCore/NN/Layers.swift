@@ -52,7 +52,16 @@ public final class Mlp: Module {
     }
 
     /// fc2(GELU(fc1(x))), with GELU recomputed in backward instead of stored (see `geluLinear`).
-    public func callAsFunction(_ x: Tensor) -> Tensor { geluLinear(fc1(x), fc2.weight, fc2.bias) }
+    /// Without a tape (inference, feature extraction) GELU overwrites fc1's output, this call's own
+    /// buffer, so one hidden-sized tensor is alive instead of two.
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let h = fc1(x)
+        guard Autograd.isEnabled else {
+            geluInPlace(h)
+            return fc2(h)
+        }
+        return geluLinear(h, fc2.weight, fc2.bias)
+    }
 }
 
 /// Conv2d(C → D, kernel = stride = p) flattened to tokens: `patch_embed.proj.{weight,bias}`.

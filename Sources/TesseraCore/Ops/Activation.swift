@@ -19,6 +19,15 @@ public func gelu(_ x: Tensor) -> Tensor {
     return y
 }
 
+/// GELU applied to x's own values, with no gradient: for a no-grad forward that owns x.
+public func geluInPlace(_ x: Tensor) {
+    precondition(!Autograd.isEnabled, "tessera: geluInPlace is for no-grad passes only")
+    let xp = x.data
+    Parallel.forRange(x.count, costPerItem: 16, minCost: 1 << 16) { r in
+        for i in r { xp[i] = Kernels.gelu(xp[i]) }
+    }
+}
+
 /// ReLU, max(x, 0) (gradient 0 at 0, as torch).
 public func relu(_ x: Tensor) -> Tensor {
     let y = Tensor(shape: x.shape)

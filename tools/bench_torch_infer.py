@@ -1,0 +1,49 @@
+"""PyTorch side of `tessera bench infer`: feature extraction with timm's own VisionTransformer
+(num_classes=0, cls-token pooling after the final norm, as k-NN and the linear probe read the frozen
+encoder) under torch.inference_mode, eager or torch.compile, on fixed synthetic images. Prints one
+JSON line
+  {"images_per_s": ..., "step_seconds": [...], "peak_bytes": ..., "threads": ...}
+peak_bytes is the growth of the peak resident set over the size just before the model is built.
+
+Usage: python3 tools/bench_torch_infer.py --width 192 --depth 12 --heads 3 --img 32 --patch 4 \
+         --batch 256 --steps 10 --warmup 3 --threads 2 --mode eager
+"""
+import argparse
+import json
+import resource
+import time
+
+import torch
+from timm.models.vision_transformer import VisionTransformer
+
+from bench_torch_common import MODEL_FLAGS, RUN_FLAGS, rss_bytes
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for k, v in MODEL_FLAGS + RUN_FLAGS:
+        ap.add_argument("--" + k, type=int, default=v)
+    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    base = rss_bytes()
+    model = VisionTransformer(img_size=a.img, patch_size=a.patch, embed_dim=a.width, depth=a.depth, num_heads=a.heads,
+                              num_classes=0, global_pool="token").eval()
+    fwd = torch.compile(model) if a.mode == "compile" else model
+    imgs = torch.randn(a.batch, 3, a.img, a.img)
+    times = []
+    with torch.inference_mode():
+        for i in range(a.warmup + a.steps):
+            t0 = time.perf_counter()
+            f = fwd(imgs)
+            if i >= a.warmup:
+                times.append(time.perf_counter() - t0)
+    assert f.shape == (a.batch, a.width)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"images_per_s": a.batch * len(times) / sum(times), "step_seconds": times,
+                      "peak_bytes": peak - base, "threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()
