@@ -19,6 +19,9 @@ before each timed region, and prints one JSON line
 peak_bytes is the growth of the process's peak resident set over `base` (taken just before the
 model was built), the same measure Tessera reports.
 
+`parse_run_args(flags)` and `report(args, times, base, **extra)` are the command line and the JSON
+line for scripts with a loop of their own (fine-tuning, inference).
+
 `norm_pix_target(imgs, p)` is the norm-pix pixel target of MAE / SAIM / SemAIM / CAE: every
 patch (patchify order) minus its mean, over sqrt(its unbiased variance + 1e-6).
 """
@@ -53,6 +56,27 @@ def rss_bytes():
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
+def report(args, times, base, **extra):
+    """Prints the JSON line the Tessera benchmark reads: rate, step times, peak-memory growth over
+    `base`, threads, and any `extra` fields (e.g. loss)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"images_per_s": args.batch * len(times) / sum(times), "step_seconds": times,
+                      "peak_bytes": peak - base, "threads": torch.get_num_threads(), **extra}))
+
+
+def parse_run_args(flags=()):
+    """MODEL_FLAGS, the script's own integer `flags`, RUN_FLAGS and --mode eager|compile; sets torch's
+    threads and seeds 0."""
+    ap = argparse.ArgumentParser()
+    for k, v in MODEL_FLAGS + list(flags) + RUN_FLAGS:
+        ap.add_argument("--" + k, type=int, default=v)
+    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    return a
+
+
 def train_and_report(model, args, noise_len, base, compile=torch.compile):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
     fwd = compile(model) if args.mode == "compile" else model
@@ -67,9 +91,7 @@ def train_and_report(model, args, noise_len, base, compile=torch.compile):
         opt.zero_grad(set_to_none=True)
         if i >= args.warmup:
             times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"images_per_s": args.batch * len(times) / sum(times), "step_seconds": times,
-                      "peak_bytes": peak - base, "threads": torch.get_num_threads(), "loss": float(loss.detach())}))
+    report(args, times, base, loss=float(loss.detach()))
 
 
 def main(build, flags, floats=(), attention=True, check=None, compile=torch.compile):

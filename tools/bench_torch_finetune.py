@@ -10,9 +10,6 @@ Usage: python3 tools/bench_torch_finetune.py --width 192 --depth 12 --heads 3 --
 The timed region is one training iteration: mixup of the batch (in place, as timm does), forward,
 loss, backward, optimizer step and zeroing the gradients.
 """
-import argparse
-import json
-import resource
 import time
 
 import torch
@@ -21,17 +18,11 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.models.vision_transformer import VisionTransformer
 from timm.optim import create_optimizer_v2
 
-from bench_torch_common import MODEL_FLAGS, RUN_FLAGS, rss_bytes
+from bench_torch_common import parse_run_args, report, rss_bytes
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    for k, v in MODEL_FLAGS + [("classes", 10)] + RUN_FLAGS:
-        ap.add_argument("--" + k, type=int, default=v)
-    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = parse_run_args([("classes", 10)])
     base = rss_bytes()
     model = VisionTransformer(img_size=a.img, patch_size=a.patch, embed_dim=a.width, depth=a.depth, num_heads=a.heads,
                               num_classes=a.classes, global_pool="avg", drop_path_rate=0.1)
@@ -52,9 +43,7 @@ def main():
         opt.zero_grad(set_to_none=True)
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"images_per_s": a.batch * len(times) / sum(times), "step_seconds": times,
-                      "peak_bytes": peak - base, "threads": torch.get_num_threads(), "loss": float(loss.detach())}))
+    report(a, times, base, loss=float(loss.detach()))
 
 
 if __name__ == "__main__":

@@ -8,25 +8,16 @@ peak_bytes is the growth of the peak resident set over the size just before the 
 Usage: python3 tools/bench_torch_infer.py --width 192 --depth 12 --heads 3 --img 32 --patch 4 \
          --batch 256 --steps 10 --warmup 3 --threads 2 --mode eager
 """
-import argparse
-import json
-import resource
 import time
 
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from bench_torch_common import MODEL_FLAGS, RUN_FLAGS, rss_bytes
+from bench_torch_common import parse_run_args, report, rss_bytes
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    for k, v in MODEL_FLAGS + RUN_FLAGS:
-        ap.add_argument("--" + k, type=int, default=v)
-    ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    a = parse_run_args()
     base = rss_bytes()
     model = VisionTransformer(img_size=a.img, patch_size=a.patch, embed_dim=a.width, depth=a.depth, num_heads=a.heads,
                               num_classes=0, global_pool="token").eval()
@@ -40,9 +31,7 @@ def main():
             if i >= a.warmup:
                 times.append(time.perf_counter() - t0)
     assert f.shape == (a.batch, a.width)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"images_per_s": a.batch * len(times) / sum(times), "step_seconds": times,
-                      "peak_bytes": peak - base, "threads": torch.get_num_threads()}))
+    report(a, times, base)
 
 
 if __name__ == "__main__":
