@@ -19,8 +19,9 @@ before each timed region, and prints one JSON line
 peak_bytes is the growth of the process's peak resident set over `base` (taken just before the
 model was built), the same measure Tessera reports.
 
-`parse_run_args(flags)` and `report(args, times, base, **extra)` are the command line and the JSON
-line for scripts with a loop of their own (fine-tuning, inference).
+`parse_run_args(flags)`, `timed(args, step, prepare)` and `report(args, times, base, **extra)` are the
+command line, the timed loop and the JSON line for scripts with a step of their own (fine-tuning,
+inference).
 
 `norm_pix_target(imgs, p)` is the norm-pix pixel target of MAE / SAIM / SemAIM / CAE: every
 patch (patchify order) minus its mean, over sqrt(its unbiased variance + 1e-6).
@@ -77,20 +78,32 @@ def parse_run_args(flags=()):
     return a
 
 
+def timed(args, step, prepare=lambda i: None):
+    """Runs args.warmup untimed and args.steps timed calls of step(prepared) (prepare(i) runs before the
+    timer starts); returns the timed seconds and the last call's result."""
+    times, out = [], None
+    for i in range(args.warmup + args.steps):
+        inputs = prepare(i)
+        t0 = time.perf_counter()
+        out = step(inputs)
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    return times, out
+
+
 def train_and_report(model, args, noise_len, base, compile=torch.compile):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05)
     fwd = compile(model) if args.mode == "compile" else model
     imgs = torch.randn(args.batch, 3, args.img, args.img)
-    times = []
-    for i in range(args.warmup + args.steps):
-        noise = torch.rand(args.batch, noise_len)
-        t0 = time.perf_counter()
+
+    def step(noise):
         loss = fwd(imgs, noise)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - t0)
+        return loss
+
+    times, loss = timed(args, step, prepare=lambda i: torch.rand(args.batch, noise_len))
     report(args, times, base, loss=float(loss.detach()))
 
 

@@ -10,15 +10,13 @@ Usage: python3 tools/bench_torch_finetune.py --width 192 --depth 12 --heads 3 --
 The timed region is one training iteration: mixup of the batch (in place, as timm does), forward,
 loss, backward, optimizer step and zeroing the gradients.
 """
-import time
-
 import torch
 from timm.data import Mixup
 from timm.loss import SoftTargetCrossEntropy
 from timm.models.vision_transformer import VisionTransformer
 from timm.optim import create_optimizer_v2
 
-from bench_torch_common import parse_run_args, report, rss_bytes
+from bench_torch_common import parse_run_args, report, rss_bytes, timed
 
 
 def main():
@@ -33,16 +31,16 @@ def main():
     fwd = torch.compile(model) if a.mode == "compile" else model
     imgs = torch.randn(a.batch, 3, a.img, a.img)
     labels = torch.arange(a.batch) % a.classes
-    times = []
-    for i in range(a.warmup + a.steps):
-        t0 = time.perf_counter()
+
+    def step(_):
         x, soft = mixup(imgs, labels)
         loss = criterion(fwd(x), soft)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        if i >= a.warmup:
-            times.append(time.perf_counter() - t0)
+        return loss
+
+    times, loss = timed(a, step)
     report(a, times, base, loss=float(loss.detach()))
 
 

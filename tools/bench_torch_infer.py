@@ -8,12 +8,10 @@ peak_bytes is the growth of the peak resident set over the size just before the 
 Usage: python3 tools/bench_torch_infer.py --width 192 --depth 12 --heads 3 --img 32 --patch 4 \
          --batch 256 --steps 10 --warmup 3 --threads 2 --mode eager
 """
-import time
-
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from bench_torch_common import parse_run_args, report, rss_bytes
+from bench_torch_common import parse_run_args, report, rss_bytes, timed
 
 
 def main():
@@ -23,13 +21,8 @@ def main():
                               num_classes=0, global_pool="token").eval()
     fwd = torch.compile(model) if a.mode == "compile" else model
     imgs = torch.randn(a.batch, 3, a.img, a.img)
-    times = []
     with torch.inference_mode():
-        for i in range(a.warmup + a.steps):
-            t0 = time.perf_counter()
-            f = fwd(imgs)
-            if i >= a.warmup:
-                times.append(time.perf_counter() - t0)
+        times, f = timed(a, lambda _: fwd(imgs))
     assert f.shape == (a.batch, a.width)
     report(a, times, base)
 
