@@ -64,7 +64,7 @@ final class KNNTests: ScratchTestCase {
 
     /// A k larger than the train set uses every train row.
     /// Feature extraction splits each batch over the threads (`mapBatchRows`): the same features as
-    /// one pass over the whole batch, to float rounding, in row order, for any split.
+    /// one pass over the whole batch, to float rounding, in row order, for any split and chunk size.
     func testSplitExtractionEqualsOnePass() throws {
         let spec = try ConfigLoader.load(yaml: "name: x\ntask: knn\nbatch_size: 8\n" + tinyMAEModelAndData, file: "x.yaml", checkPaths: false)
         let model = ViTClassifier(Registry.vitShape(spec), Registry.vitStyle(spec), pool: .cls, featureNorm: .none, numClasses: 0)
@@ -73,10 +73,12 @@ final class KNNTests: ScratchTestCase {
         let images = Tensor.randn([7, 3, 32, 32], rng: &rng)
         let ctx = Context(training: false)
         let whole = Autograd.noGrad { model.features(images, ctx: ctx) }.array
-        for parts in [2, 3, 7, 9] {
-            let split = Autograd.noGrad { mapBatchRows(images, parts: parts) { model.features($0, ctx: ctx) } }
+        for (parts, maxRows) in [(2, Int.max), (3, Int.max), (7, Int.max), (9, Int.max), (1, 2), (2, 3), (2, 1)] {
+            let split = Autograd.noGrad { mapBatchRows(images, parts: parts, maxRows: maxRows) { model.features($0, ctx: ctx) } }
             XCTAssertEqual(split.shape, [7, 32])
-            for (a, b) in zip(split.array, whole) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), "\(parts) parts") }
+            for (a, b) in zip(split.array, whole) {
+                XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), "\(parts) parts, chunks of at most \(maxRows)")
+            }
         }
     }
 

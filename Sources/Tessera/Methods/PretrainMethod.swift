@@ -39,26 +39,33 @@ extension Tensor {
     }
 }
 
-/// `f` of each contiguous share of `x`'s rows (samples), the shares on `parts` threads at once with
-/// their kernels on their own thread (`Replicas`), gathered into one tensor in row order: a no-grad
-/// forward (feature extraction, evaluation) split like a training batch. `f` must treat samples
-/// independently (no batch statistics); the result equals one pass up to float rounding.
-public func mapBatchRows(_ x: Tensor, parts: Int, _ f: (Tensor) -> Tensor) -> Tensor {
+/// `f` of contiguous shares of `x`'s rows (samples), gathered into one tensor in row order: a no-grad
+/// forward (feature extraction, evaluation) split like a training batch. The shares run on `parts`
+/// threads at once with their kernels on their own thread (`Replicas`); with `maxRows`, each thread
+/// takes its rows in chunks of at most that many, so only one chunk's activations are alive per
+/// thread. `f` must treat samples independently (no batch statistics); the result equals one pass up
+/// to float rounding.
+public func mapBatchRows(_ x: Tensor, parts: Int, maxRows: Int = .max, _ f: (Tensor) -> Tensor) -> Tensor {
     let b = x.shape[0], n = min(max(1, parts), b)
-    guard n > 1 else { return f(x) }
+    let perPart = (b + n - 1) / n
+    let chunksPerPart = max(1, (perPart + max(1, maxRows) - 1) / max(1, maxRows))
+    let total = min(b, n * chunksPerPart)
+    guard total > 1 else { return f(x) }
     precondition(!Autograd.isEnabled, "tessera: mapBatchRows runs under no-grad only")
-    let ranges = (0..<n).map { r in (b * r / n)..<(b * (r + 1) / n) }
-    var outs = [Tensor?](repeating: nil, count: n)
+    let ranges = (0..<total).map { c in (b * c / total)..<(b * (c + 1) / total) }
+    var outs = [Tensor?](repeating: nil, count: total)
     outs.withUnsafeMutableBufferPointer { o in
         let o = o
-        Replicas.run(n, leaves: []) { r in o[r] = f(x.batchRows(ranges[r])) }
+        Replicas.run(n, leaves: []) { r in
+            for c in stride(from: r, to: total, by: n) { o[c] = f(x.batchRows(ranges[c])) }
+        }
     }
     let first = outs[0]!
     let y = Tensor(shape: [b] + first.shape.dropFirst())
     let rowSize = first.count / max(1, ranges[0].count)
-    for (r, t) in outs.enumerated() {
-        precondition(t!.shape[0] == ranges[r].count, "tessera: mapBatchRows: a part returned \(t!.shape[0]) rows for \(ranges[r].count)")
-        (y.data + ranges[r].lowerBound * rowSize).update(from: t!.data, count: t!.count)
+    for (c, t) in outs.enumerated() {
+        precondition(t!.shape[0] == ranges[c].count, "tessera: mapBatchRows: a part returned \(t!.shape[0]) rows for \(ranges[c].count)")
+        (y.data + ranges[c].lowerBound * rowSize).update(from: t!.data, count: t!.count)
     }
     return y
 }

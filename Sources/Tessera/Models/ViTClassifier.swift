@@ -106,6 +106,10 @@ public final class ViTClassifier: Module {
         }
     }
 
+    /// Samples per chunk of a no-grad forward split over the threads (`mapBatchRows`): about 8192
+    /// tokens, so the activations alive at once stay small whatever the batch and the GEMMs stay large.
+    public var inferenceChunk: Int { max(1, 8192 / (encoder.shape.patches + 1)) }
+
     /// The pooled, normalised feature [B, D] (what the head sees).
     public func features(_ img: Tensor, ctx: Context) -> Tensor {
         if pool == .attentive { return attentiveFeatures(tokens(img, ctx: ctx), ctx: ctx) }

@@ -206,7 +206,7 @@ public final class DownstreamRunner {
     /// BatchNorm head sees the whole batch.
     func trainLogits(_ images: Tensor, ctx: Context) -> Tensor {
         if spec.task == .attentive {
-            let t = Autograd.noGrad { mapBatchRows(images, parts: Parallel.threads) { model.tokens($0, ctx: ctx) } }.detach()
+            let t = Autograd.noGrad { mapBatchRows(images, parts: Parallel.threads, maxRows: model.inferenceChunk) { model.tokens($0, ctx: ctx) } }.detach()
             return model.head!(model.attentiveFeatures(t, ctx: ctx))
         }
         if isLinear {
@@ -219,7 +219,7 @@ public final class DownstreamRunner {
     /// The linear probe's features: the frozen encoder (split over the threads), then the feature
     /// BatchNorm over the whole batch.
     func frozenFeatures(_ images: Tensor, ctx: Context) -> Tensor {
-        let pooled = mapBatchRows(images, parts: Parallel.threads) { model.pooledFeatures($0, ctx: ctx) }
+        let pooled = mapBatchRows(images, parts: Parallel.threads, maxRows: model.inferenceChunk) { model.pooledFeatures($0, ctx: ctx) }
         return model.normalizeFeatures(pooled, ctx: ctx)
     }
 
@@ -274,10 +274,10 @@ public final class DownstreamRunner {
             // attentiveFeatures applies to the whole batch.
             let logits: Tensor = Autograd.noGrad {
                 if spec.task == .attentive {
-                    let t = mapBatchRows(batch.images, parts: Parallel.threads) { model.tokens($0, ctx: ctx) }
+                    let t = mapBatchRows(batch.images, parts: Parallel.threads, maxRows: model.inferenceChunk) { model.tokens($0, ctx: ctx) }
                     return model.head!(model.attentiveFeatures(t, ctx: ctx))
                 }
-                return mapBatchRows(batch.images, parts: Parallel.threads) { model($0, ctx: ctx) }
+                return mapBatchRows(batch.images, parts: Parallel.threads, maxRows: model.inferenceChunk) { model($0, ctx: ctx) }
             }
             let b = batch.labels.count, c = logits.shape[1]
             lossSum += Double(Autograd.noGrad { crossEntropy(logits, labels: batch.labels) }.item) * Double(b)

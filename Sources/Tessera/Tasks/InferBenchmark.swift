@@ -46,8 +46,9 @@ public enum InferBenchmark {
         return p
     }
 
-    /// Tessera's modes: `replicas` splits the batch over the threads (each share's forward on its own
-    /// thread, what k-NN and the probes run), `kernels` runs one pass with threaded kernels.
+    /// Tessera's modes: `replicas` splits the batch over the threads in chunks of about 8192 tokens
+    /// (each chunk's forward on one thread, what k-NN and the probes run), `kernels` runs one pass over
+    /// the whole batch with threaded kernels.
     public static let tesseraModes = ["replicas", "kernels"]
 
     /// Extracts features of fixed synthetic images in this process: `warmup` untimed batches, then
@@ -64,7 +65,7 @@ public enum InferBenchmark {
         var check: Float = 0
         for i in 0..<(warmup + steps) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            let f = Autograd.noGrad { mapBatchRows(images, parts: replicas ? Parallel.threads : 1) { model.features($0, ctx: ctx) } }
+            let f = Autograd.noGrad { mapBatchRows(images, parts: replicas ? Parallel.threads : 1, maxRows: replicas ? model.inferenceChunk : .max) { model.features($0, ctx: ctx) } }
             if i >= warmup { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9) }
             check += f.data[0]
         }
@@ -133,7 +134,7 @@ public enum InferBenchmark {
         lines.append("")
         lines.append("After the rows: " + TrainBenchmark.sgemmLine(OpsBenchmark.sgemmRate()))
         lines.append("img/s: batch / median batch time of each measurement; best: the best round. tessera splits each batch over the")
-        lines.append("threads (k-NN and the probes do); tessera kernels runs one pass with threaded kernels. GFLOP/s: linear, patch-")
+        lines.append("threads in chunks of ~8192 tokens (k-NN and the probes do); tessera kernels runs one pass with threaded kernels. GFLOP/s: linear, patch-")
         lines.append("embedding and attention products of the forward pass. Peak MiB: growth of the peak resident set over the size")
         lines.append("before the model is built, each measurement a fresh process. %SGEMM: GFLOP/s over the all-thread SGEMM rate above.")
         return lines.joined(separator: "\n")

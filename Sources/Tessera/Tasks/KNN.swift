@@ -123,7 +123,7 @@ public enum KNN {
             let ctx = Context(training: false)
             let batches = loader.epoch(0)
             while let batch = batches.next() {
-                let f = mapBatchRows(batch.images, parts: Parallel.threads) { model.features($0, ctx: ctx) }
+                let f = mapBatchRows(batch.images, parts: Parallel.threads, maxRows: model.inferenceChunk) { model.features($0, ctx: ctx) }
                 precondition(f.shape == [batch.indices.count, width], "tessera: unexpected feature shape \(f.shape)")
                 for (r, local) in batch.indices.enumerated() {
                     let i = share?.global(local) ?? local
