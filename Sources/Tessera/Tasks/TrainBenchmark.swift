@@ -249,18 +249,31 @@ public enum TrainBenchmark {
         // over the processes, as a training run does.
         let local = p.batch / Distributed.size, first = Distributed.rank * local
         let images = Tensor.randn([local, 3, p.img, p.img], rng: &rng)
+        return timedSteps(p, steps: steps, warmup: warmup, base: base, model: model, groups: groups, optimizer: opt,
+                          // As in the PyTorch script, the draws (noise) are made before the timed region.
+                          prepare: { i in PretrainBatch(views: [images], draws: Draws.make(model, indices: Array(first..<(first + local)), epoch: i, seed: 0)) },
+                          forwardBackward: { i, batch in
+                              _ = PretrainStep.run(model, batch: batch, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))), scale: 1,
+                                                   replicas: dataParallel ? Parallel.threads : 1)
+                          })
+    }
+
+    /// The timed loop of both kinds of step: `warmup` untimed and `steps` timed iterations of
+    /// `prepare(i)` (before the timer), `forwardBackward(i, prepared)`, the gradient allreduce under
+    /// mpirun (timed on its own too), the optimizer step and zeroing the gradients.
+    static func timedSteps<Prepared>(_ p: Preset, steps: Int, warmup: Int, base: Int, model: Module, groups: [ParamGroup],
+                                     optimizer: Optimizer, prepare: (Int) -> Prepared,
+                                     forwardBackward: (Int, Prepared) throws -> Void) rethrows -> Measurement {
         let params = groups.flatMap { $0.params.map(\.tensor) }
         var times: [Double] = [], reduce: [Double] = []
         for i in 0..<(warmup + steps) {
-            // As in the PyTorch script, the draws (noise) are made before the timed region.
-            let batch = PretrainBatch(views: [images], draws: Draws.make(model, indices: Array(first..<(first + local)), epoch: i, seed: 0))
+            let prepared = prepare(i)
             let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = PretrainStep.run(model, batch: batch, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))), scale: 1,
-                                 replicas: dataParallel ? Parallel.threads : 1)
+            try forwardBackward(i, prepared)
             let r0 = DispatchTime.now().uptimeNanoseconds
             if Distributed.isDistributed { averageGradientsOverRanks(params) }
             let r1 = DispatchTime.now().uptimeNanoseconds
-            opt.step(lr: 1e-4, weightDecay: nil)
+            optimizer.step(lr: 1e-4, weightDecay: nil)
             model.zeroGrad()
             if i >= warmup {
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
@@ -286,27 +299,14 @@ public enum TrainBenchmark {
         var rng = RandomGenerator(seed: 0)
         let images = Tensor.randn([local, 3, p.img, p.img], rng: &rng)
         let labels = (first..<(first + local)).map { $0 % p.numClasses }
-        let params = runner.groups.flatMap { $0.params.map(\.tensor) }
-        var times: [Double] = [], reduce: [Double] = []
-        for i in 0..<(warmup + steps) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
+        return try timedSteps(p, steps: steps, warmup: warmup, base: base, model: runner.model, groups: runner.groups, optimizer: opt,
+                              prepare: { _ in () }, forwardBackward: { i, _ in
             var mixRNG = rng.derived(2, UInt64(i))
             // Mixed in place, as timm's Mixup does; mixing keeps the values bounded over the steps.
             let soft = try mixup.apply(images: images, labels: labels, rng: &mixRNG)
             _ = runner.step(images: images, labels: labels, softTargets: soft, ctx: Context(training: true, rng: rng.derived(1, UInt64(i))),
                             scale: 1, replicas: dataParallel ? Parallel.threads : 1)
-            let r0 = DispatchTime.now().uptimeNanoseconds
-            if Distributed.isDistributed { averageGradientsOverRanks(params) }
-            let r1 = DispatchTime.now().uptimeNanoseconds
-            opt.step(lr: 1e-4, weightDecay: nil)
-            runner.model.zeroGrad()
-            if i >= warmup {
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
-                if Distributed.isDistributed { reduce.append(Double(r1 - r0) * 1e-9) }
-            }
-        }
-        return Measurement(imagesPerSecond: Double(p.batch * times.count) / times.reduce(0, +), stepSeconds: times,
-                           peakBytes: Memory.peakResidentBytes() - base, threads: Parallel.threads, allreduceSeconds: reduce)
+        })
     }
 
     /// Runs a command and parses the last line of its output as a measurement; nil (with the reason
