@@ -118,6 +118,18 @@ final class DistributedTests: ScratchTestCase {
         XCTAssertGreaterThan(gap, 1e-3, "per-process statistics give other losses than the global ones: \(local) vs \(one)")
     }
 
+    /// The attentive probe trains a block before its BatchNorm, so this also checks the synchronised
+    /// backward pass (Σg and Σg·x̂ summed over the processes): 2 × 16 equal 1 × 32 step by step.
+    func testSyncBatchNormBackwardInTheAttentiveProbe() throws {
+        let sets = ["data.val_limit=64"]
+        try train(try config("ap1", task: "attentive", batch: 32), processes: 1, sets)
+        try train(try config("ap2", task: "attentive", batch: 16), processes: 2, sets + ["sync_bn=true"])
+        let one = try losses("ap1"), two = try losses("ap2")
+        XCTAssertEqual(one.count, 8)
+        XCTAssertEqual(two.count, one.count)
+        for (i, (a, b)) in zip(one, two).enumerated() { XCTAssertEqual(b, a, accuracy: 1e-5 * abs(a), "step \(i + 1)") }
+    }
+
     /// kill -9 of one rank: mpirun stops the other within seconds, naming the rank; the same command
     /// then resumes from the last checkpoint and ends bit for bit where an uninterrupted run ends.
     func testKilledRankStopsTheRunAndTheRerunResumesExactly() throws {
