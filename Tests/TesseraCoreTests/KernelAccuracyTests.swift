@@ -63,4 +63,29 @@ final class KernelAccuracyTests: XCTestCase {
             for j in 0..<cols { XCTAssertEqual(out[j], 2 * before[j], "accumulate, rows \(rows) column \(j)") }
         }
     }
+
+    /// The SIMD reductions behind softmax (maximum, dot) and the softmax row itself, for every length
+    /// around the 8- and 16-wide blocks, against a Double computation; a fully masked row gives zeros.
+    func testSoftmaxRowAndItsReductions() {
+        for n in 0...41 {
+            let x = (0..<n).map { Float(($0 * 7919 + n) % 29) * 0.37 - 5 }
+            let y = (0..<n).map { Float(($0 * 104_729) % 17) * 0.21 - 1.5 }
+            var row = x
+            x.withUnsafeBufferPointer { xp in
+                y.withUnsafeBufferPointer { yp in
+                    XCTAssertEqual(Kernels.maximum(xp.baseAddress!, n), x.max() ?? -.infinity, "max, n \(n)")
+                    let dot = zip(x, y).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+                    XCTAssertEqual(Double(Kernels.dot(xp.baseAddress!, yp.baseAddress!, n)), dot, accuracy: 1e-4, "dot, n \(n)")
+                }
+            }
+            guard n > 0 else { continue }
+            row.withUnsafeMutableBufferPointer { Kernels.softmaxRow($0.baseAddress!, n) }
+            let m = Double(x.max()!)
+            let z = x.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) }
+            for j in 0..<n { XCTAssertEqual(Double(row[j]), Foundation.exp(Double(x[j]) - m) / z, accuracy: 1e-6, "softmax, n \(n), j \(j)") }
+        }
+        var masked = [Float](repeating: -.infinity, count: 19)
+        masked.withUnsafeMutableBufferPointer { Kernels.softmaxRow($0.baseAddress!, 19) }
+        XCTAssertEqual(masked, [Float](repeating: 0, count: 19))
+    }
 }

@@ -169,19 +169,44 @@ public enum Kernels {
         }
     }
 
+    /// max over x[j] (−∞ for n = 0).
+    @inline(__always)
+    public static func maximum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = SIMD8<Float>(repeating: -.infinity), a1 = a0
+        var j = 0
+        while j + 16 <= n {
+            let v0 = load8(x, j), v1 = load8(x, j + 8)
+            a0.replace(with: v0, where: v0 .> a0); a1.replace(with: v1, where: v1 .> a1)
+            j += 16
+        }
+        if j + 8 <= n { let v0 = load8(x, j); a0.replace(with: v0, where: v0 .> a0); j += 8 }
+        a0.replace(with: a1, where: a1 .> a0)
+        var m = a0.max()
+        while j < n { m = max(m, x[j]); j += 1 }
+        return m
+    }
+
+    /// Σ x[j]·y[j]
+    @inline(__always)
+    public static func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>()
+        var j = 0
+        while j + 16 <= n { a0 += load8(x, j) * load8(y, j); a1 += load8(x, j + 8) * load8(y, j + 8); j += 16 }
+        if j + 8 <= n { a0 += load8(x, j) * load8(y, j); j += 8 }
+        var s = (a0 + a1).sum()
+        while j < n { s += x[j] * y[j]; j += 1 }
+        return s
+    }
+
     /// In-place softmax of one row of length `n`. A row whose entries are all −∞ (a fully masked
-    /// attention row) becomes zeros, not NaN.
+    /// attention row) becomes zeros, not NaN. The exponentials run in a loop of their own and the
+    /// reductions in SIMD partial sums, so every pass vectorises.
     @inline(__always)
     public static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        var m = -Float.infinity
-        for j in 0..<n { m = max(m, x[j]) }
+        var m = maximum(x, n)
         if m == -.infinity { m = 0 }
-        var s: Float = 0
-        for j in 0..<n {
-            let e = exp(x[j] - m)
-            x[j] = e
-            s += e
-        }
+        for j in 0..<n { x[j] = exp(x[j] - m) }
+        let s = sum(x, n)
         let inv = s > 0 ? 1 / s : 0
         for j in 0..<n { x[j] *= inv }
     }
@@ -189,8 +214,7 @@ public enum Kernels {
     /// Softmax backward for one row in place: d ← scale · p ⊙ (d − Σ d⊙p) (d holds dP on entry).
     @inline(__always)
     public static func softmaxBackwardRowInPlace(_ p: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ n: Int, scale: Float = 1) {
-        var dot: Float = 0
-        for j in 0..<n { dot += p[j] * d[j] }
+        let dot = dot(p, d, n)
         for j in 0..<n { d[j] = scale * p[j] * (d[j] - dot) }
     }
 
@@ -198,8 +222,7 @@ public enum Kernels {
     /// the in-place form vectorises better).
     @inline(__always)
     public static func softmaxBackwardRow(_ p: UnsafePointer<Float>, _ dp: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int, scale: Float = 1) {
-        var dot: Float = 0
-        for j in 0..<n { dot += p[j] * dp[j] }
+        let dot = dot(p, dp, n)
         for j in 0..<n { dx[j] = scale * p[j] * (dp[j] - dot) }
     }
 }
