@@ -79,4 +79,58 @@ final class SavedTensorLifetimeTests: XCTestCase {
                 + crossEntropy(v[0], softTargets: softmax(affine(logits, scale: 2)))
         }
     }
+
+    /// Backward releases what a step saved as soon as that step has run, as PyTorch does: by the time
+    /// the first op's backward runs, the saved tensors of the later ops are gone, so a deep chain does
+    /// not hold every activation until the end of backward.
+    func testBackwardReleasesSavedTensorsAsItGoes() {
+        Autograd.reset()
+        let n = 1 << 18  // 1 MiB per tensor
+        let x = randn([n], seed: 11).requiringGrad()
+        var liveInFirstStep = 0
+        let first = Tensor(shape: [n])
+        first.data.update(from: x.data, count: n)
+        Autograd.record(first, [x]) { g in
+            liveInFirstStep = BufferPool.shared.liveBytes
+            x.slot?.accumulate(g, owned: false)
+        }
+        var h = first
+        for _ in 0..<16 { h = gelu(h) }  // each saves its 1 MiB input
+        let live = BufferPool.shared.liveBytes
+        h.backward(Tensor.full([n], 1))
+        // 16 saved inputs are 16 MiB; what may remain in the first step is its own gradient and a few
+        // buffers in flight.
+        XCTAssertLessThan(liveInFirstStep, live - 8 * 4 * n, "saved tensors of later ops were still alive in the first op's backward")
+        XCTAssertNotNil(x.grad)
+    }
+
+    /// The buffer pool reuses exact sizes, takes a slightly larger cached buffer when the exact size
+    /// misses, and never holds live + cached bytes much above the live high-water mark: one phase's
+    /// freed buffers go back to the system when the next phase needs other sizes.
+    func testBufferPoolStaysNearItsHighWaterMark() {
+        let pool = BufferPool()
+        let mib = 1 << 18
+        let phaseA = (0..<128).map { pool.take(mib + $0 * 4096) }  // 128 buffers of 1-3 MiB, 256 MiB in all
+        let a0 = phaseA[0].0
+        for (p, c) in phaseA { pool.give(p, c) }
+        let high = pool.highWaterBytes
+        XCTAssertEqual(pool.cachedBytes, high)
+        let again = pool.take(mib)
+        XCTAssertEqual(again.0, a0, "an exact size is reused")
+        pool.give(again.0, again.capacity)
+        let larger = pool.take(mib - 100)
+        XCTAssertEqual(larger.capacity, mib, "a miss takes the smallest cached size up to 1.5 times larger")
+        pool.give(larger.0, larger.capacity)
+        // Phase B: the same total in sizes phase A never used (more than 1.5 times larger).
+        var phaseB: [(UnsafeMutablePointer<Float>, capacity: Int)] = []
+        for i in 0..<40 {
+            phaseB.append(pool.take(6 * mib + i * 4096))
+            XCTAssertLessThanOrEqual(pool.liveBytes + pool.cachedBytes, pool.highWaterBytes + (64 << 20),
+                                     "live + cached passed the high-water mark plus slack at buffer \(i)")
+        }
+        XCTAssertGreaterThan(pool.evictedBytes, 0)
+        for (p, c) in phaseB { pool.give(p, c) }
+        pool.trim()
+        XCTAssertEqual(pool.cachedBytes, 0)
+    }
 }

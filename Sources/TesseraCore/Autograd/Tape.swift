@@ -139,12 +139,14 @@ public enum Autograd {
             rootSlot.accumulate(Tensor.full(root.shape, 1), owned: true)
         }
         let state = ThreadState.current
-        let nodes = state.tape
+        var nodes = state.tape
         state.tape.removeAll(keepingCapacity: true)
         let saved = enabled
         enabled = false
         defer { enabled = saved }
-        for node in nodes.reversed() {
+        // Each node leaves the array before its step runs, so the tensors its closure saved are
+        // released as soon as that step is done (as PyTorch frees saved tensors), not at the end.
+        while let node = nodes.popLast() {
             guard let g = node.out.grad else { continue }
             node.out.grad = nil
             node.backward(g)

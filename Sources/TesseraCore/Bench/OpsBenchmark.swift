@@ -144,12 +144,31 @@ public enum OpsBenchmark {
         return out
     }
 
-    /// The CPU model from /proc/cpuinfo ("unknown CPU" elsewhere).
+    /// The CPU model from /proc/cpuinfo ("unknown CPU" elsewhere), with its family, model and stepping:
+    /// virtual machines often name only the vendor line ("AMD EPYC"), and the numbers still tell the
+    /// generation (AMD family 25 model 0–15 is Zen 3, the EPYC 7003 "Milan" parts).
     public static var cpuModel: String {
-        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
-              let colon = line.firstIndex(of: ":") else { return "unknown CPU" }
-        return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return "unknown CPU" }
+        let lines = text.split(separator: "\n")
+        func field(_ key: String) -> String? {
+            guard let line = lines.first(where: { $0.hasPrefix(key) && $0.dropFirst(key.count).drop(while: { $0 == " " || $0 == "\t" }).first == ":" }),
+                  let colon = line.firstIndex(of: ":") else { return nil }
+            return line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        guard let name = field("model name") else { return "unknown CPU" }
+        guard let family = field("cpu family").flatMap({ Int($0) }), let model = field("model").flatMap({ Int($0) }) else { return name }
+        var detail = "family \(family), model \(model)" + (field("stepping").map { ", stepping \($0)" } ?? "")
+        if field("vendor_id") == "AuthenticAMD" {
+            switch (family, model) {
+            case (23, 0..<0x30): detail += "; Zen/Zen+"
+            case (23, _): detail += "; Zen 2"
+            case (25, 0..<0x10), (25, 0x20..<0x60): detail += "; Zen 3"
+            case (25, _): detail += "; Zen 4"
+            case (26, _): detail += "; Zen 5"
+            default: break
+            }
+        }
+        return "\(name) (\(detail))"
     }
 
     public struct Row {

@@ -5,10 +5,12 @@ import Foundation
 public final class Storage: @unchecked Sendable {
     public let count: Int
     public let ptr: UnsafeMutablePointer<Float>
+    /// Floats the buffer holds (at least `count`: the pool may hand out a slightly larger one).
+    let capacity: Int
 
     public init(count: Int) {
         self.count = count
-        self.ptr = BufferPool.shared.take(count)
+        (self.ptr, self.capacity) = BufferPool.shared.take(count)
     }
 
     /// A buffer with every element set to zero.
@@ -19,43 +21,110 @@ public final class Storage: @unchecked Sendable {
         return s
     }
 
-    deinit { BufferPool.shared.give(ptr, count) }
+    deinit { BufferPool.shared.give(ptr, capacity) }
 }
 
-/// Keeps freed buffers by exact element count and hands them out again. The cache is bounded;
-/// past the bound buffers go back to the system.
+#if os(Linux)
+@_silgen_name("mallopt") private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif
+
+/// Keeps freed buffers by size and hands them out again, so a training step does not page-fault
+/// fresh memory for the activations it allocated in the step before. A request takes a cached
+/// buffer of its exact size, else the smallest cached one up to half as large again.
+///
+/// The cache never makes the process hold much more than its live high-water mark: when a request
+/// misses and the cached buffers plus the live ones would pass the high-water mark of live bytes plus
+/// a slack (an eighth), the buffers of the
+/// sizes requested longest ago go back to the system first. Without that, the buffers of one phase
+/// (a step's activations) sit idle while the next phase (its gradients) allocates sizes of its own,
+/// and the resident set grows to the sum of both. Large buffers are mmap'd by the C allocator (the
+/// threshold is fixed here, not glibc's sliding one), so freeing one returns its pages at once.
 public final class BufferPool: @unchecked Sendable {
     public static let shared = BufferPool()
     private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
-    private var cachedBytes = 0
+    /// For each size: the value of `clock` when it was last requested.
+    private var lastRequest: [Int: Int] = [:]
+    private var clock = 0
+    public private(set) var cachedBytes = 0
+    /// Bytes handed back to the system by the high-water bound so far.
+    public private(set) var evictedBytes = 0
     private var lock = pthread_mutex_t()
     /// Bytes currently handed out (live tensors), and the highest value seen since the last reset.
     public private(set) var liveBytes = 0
     public private(set) var peakBytes = 0
+    /// The highest `liveBytes` ever seen (not reset by `resetPeak`).
+    public private(set) var highWaterBytes = 0
+    /// Upper bound of the cache whatever the high-water mark.
     public var maxCachedBytes = 4 << 30
+    /// How far live + cached bytes may pass the high-water mark before cached buffers are freed:
+    /// an eighth of the mark, at least 64 MiB.
+    private var slackBytes: Int { max(64 << 20, highWaterBytes / 8) }
 
-    init() { pthread_mutex_init(&lock, nil) }
+    /// A pool of its own (tensors use `shared`).
+    public init() {
+        pthread_mutex_init(&lock, nil)
+        #if os(Linux)
+        // Buffers from 1 MiB up get their own mapping, returned to the kernel when freed
+        // (M_MMAP_THRESHOLD is −3 in glibc's malloc.h; setting it also stops the sliding threshold).
+        _ = glibcMallopt(-3, 1 << 20)
+        #endif
+    }
 
-    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+    /// A buffer of at least `count` floats and its capacity, to be given back with `give`.
+    public func take(_ count: Int) -> (UnsafeMutablePointer<Float>, capacity: Int) {
         let n = max(count, 1)
         pthread_mutex_lock(&lock)
+        clock &+= 1
+        lastRequest[n] = clock
         liveBytes += n * 4
         if liveBytes > peakBytes { peakBytes = liveBytes }
-        if var list = free[n], let p = list.popLast() {
-            free[n] = list
-            cachedBytes -= n * 4
-            pthread_mutex_unlock(&lock)
-            return p
+        if liveBytes > highWaterBytes { highWaterBytes = liveBytes }
+        var c = n
+        if free[n] == nil, n >= 1024 {
+            // The smallest cached size in (n, 1.5 n]; only scanned when the exact size misses.
+            c = free.keys.reduce(Int.max) { $1 > n && $1 <= n + n / 2 ? min($0, $1) : $0 }
+            if c == .max { c = n }
         }
+        if var list = free[c], let p = list.popLast() {
+            free[c] = list.isEmpty ? nil : list
+            cachedBytes -= c * 4
+            lastRequest[c] = clock
+            liveBytes += (c - n) * 4
+            if liveBytes > peakBytes { peakBytes = liveBytes }
+            if liveBytes > highWaterBytes { highWaterBytes = liveBytes }
+            pthread_mutex_unlock(&lock)
+            return (p, c)
+        }
+        let evicted = evict(toFit: highWaterBytes + slackBytes)
         pthread_mutex_unlock(&lock)
+        for p in evicted { Foundation.free(p) }
         var raw: UnsafeMutableRawPointer? = nil
         let rc = posix_memalign(&raw, 64, n * 4)
         precondition(rc == 0 && raw != nil, "tessera: out of memory allocating \(n * 4) bytes")
-        return raw!.bindMemory(to: Float.self, capacity: n)
+        return (raw!.bindMemory(to: Float.self, capacity: n), n)
     }
 
-    func give(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
-        let n = max(count, 1)
+    /// Takes cached buffers out of the cache, sizes requested longest ago first, until live + cached
+    /// bytes fit `limit`; the caller frees them outside the lock.
+    private func evict(toFit limit: Int) -> [UnsafeMutablePointer<Float>] {
+        guard liveBytes + cachedBytes > limit, cachedBytes > 0 else { return [] }
+        var out: [UnsafeMutablePointer<Float>] = []
+        for n in free.keys.sorted(by: { lastRequest[$0, default: 0] < lastRequest[$1, default: 0] }) {
+            guard var list = free[n] else { continue }
+            while liveBytes + cachedBytes > limit, let p = list.popLast() {
+                out.append(p)
+                cachedBytes -= n * 4
+                evictedBytes += n * 4
+            }
+            free[n] = list.isEmpty ? nil : list
+            if liveBytes + cachedBytes <= limit { break }
+        }
+        return out
+    }
+
+    /// Returns a buffer from `take` with the capacity `take` reported.
+    public func give(_ p: UnsafeMutablePointer<Float>, _ capacity: Int) {
+        let n = max(capacity, 1)
         pthread_mutex_lock(&lock)
         liveBytes -= n * 4
         if cachedBytes + n * 4 <= maxCachedBytes {
