@@ -36,8 +36,9 @@ public final class Storage: @unchecked Sendable {
 /// misses and the cached buffers plus the live ones would pass the high-water mark of live bytes plus
 /// `slackBytes`, the buffers of the sizes requested longest ago go back to the system first.
 /// Without that, the buffers of one phase (a step's activations) sit idle while the next phase (its
-/// gradients) allocates sizes of its own, and the resident set grows to the sum of both. Large buffers are mmap'd by the C allocator (the
-/// threshold is fixed here, not glibc's sliding one), so freeing one returns its pages at once.
+/// gradients) allocates sizes of its own, and the resident set grows to the sum of both. Large
+/// buffers are mmap'd by the C allocator (the threshold is fixed here, not glibc's sliding one), so
+/// freeing one returns its pages at once.
 public final class BufferPool: @unchecked Sendable {
     public static let shared = BufferPool()
     private var free: [Int: [UnsafeMutablePointer<Float>]] = [:]
@@ -73,24 +74,21 @@ public final class BufferPool: @unchecked Sendable {
     public func take(_ count: Int) -> (UnsafeMutablePointer<Float>, capacity: Int) {
         let n = max(count, 1)
         pthread_mutex_lock(&lock)
-        clock &+= 1
-        lastRequest[n] = clock
-        liveBytes += n * 4
-        if liveBytes > peakBytes { peakBytes = liveBytes }
-        if liveBytes > highWaterBytes { highWaterBytes = liveBytes }
+        // The capacity handed out: n itself, or on an exact miss the smallest cached size in (n, 1.5 n].
         var c = n
         if free[n] == nil, n >= 1024 {
-            // The smallest cached size in (n, 1.5 n]; only scanned when the exact size misses.
-            c = free.keys.reduce(Int.max) { $1 > n && $1 <= n + n / 2 ? min($0, $1) : $0 }
-            if c == .max { c = n }
+            let larger = free.keys.reduce(Int.max) { $1 > n && $1 <= n + n / 2 ? min($0, $1) : $0 }
+            if larger != .max { c = larger }
         }
+        clock &+= 1
+        lastRequest[n] = clock
+        lastRequest[c] = clock
+        liveBytes += c * 4
+        if liveBytes > peakBytes { peakBytes = liveBytes }
+        if liveBytes > highWaterBytes { highWaterBytes = liveBytes }
         if var list = free[c], let p = list.popLast() {
             free[c] = list.isEmpty ? nil : list
             cachedBytes -= c * 4
-            lastRequest[c] = clock
-            liveBytes += (c - n) * 4
-            if liveBytes > peakBytes { peakBytes = liveBytes }
-            if liveBytes > highWaterBytes { highWaterBytes = liveBytes }
             pthread_mutex_unlock(&lock)
             return (p, c)
         }

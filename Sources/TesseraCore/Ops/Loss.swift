@@ -32,8 +32,7 @@ public func l1Loss(_ pred: Tensor, _ target: Tensor) -> Tensor {
 func logSoftmaxRows(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, cols: Int) {
     for i in 0..<rows {
         let r = x + i * cols, o = out + i * cols
-        var m = -Float.infinity
-        for j in 0..<cols { m = max(m, r[j]) }
+        let m = Kernels.maximum(r, cols)
         var s: Double = 0
         for j in 0..<cols { s += Double(Kernels.exp(r[j] - m)) }
         let lse = m + Float(Foundation.log(s))
