@@ -138,4 +138,41 @@ final class AttentionGradTests: XCTestCase {
         let separate = attention(q: parts[0], k: parts[1], v: parts[2], heads: heads, mask: mask)
         assertClose(fused.array, separate.array, tol: 1e-6, "fused vs separate")
     }
+
+    /// Without kept probabilities, backward rebuilds them from Q, K and each row's softmax stats.
+    /// The gradients must equal, bit for bit, those of the path that keeps them, with masks
+    /// (a fully masked row among them) and without, for the fused and the separate layouts.
+    func testRecomputedProbabilitiesGiveTheKeptPathsGradients() {
+        let lq = 5, lk = 7
+        let mask = Tensor.zeros([b, lq, lk])
+        for s in 0..<b { for i in 0..<lq { for j in 0..<lk where (i * 3 + j + s) % 4 == 0 { mask[(s * lq + i) * lk + j] = -.infinity } } }
+        for j in 0..<lk { mask[(1 * lq + 2) * lk + j] = -.infinity }  // sample 1, row 2: nothing visible
+        mask[3] = -0.4
+        for m in [nil, mask] {
+            func grads(keep: Bool) -> ([Float], [[Float]]) {
+                let q = randn([b, lq, d], seed: 21).requiringGrad(), k = randn([b, lk, d], seed: 22).requiringGrad()
+                let v = randn([b, lk, d], seed: 23).requiringGrad()
+                let y = keep ? attentionWithProbabilities(q: q, k: k, v: v, heads: heads, mask: m).output
+                             : attention(q: q, k: k, v: v, heads: heads, mask: m)
+                sum(y * randn([b, lq, d], seed: 24)).backward()
+                return (y.array, [q, k, v].map { $0.grad!.array })
+            }
+            let kept = grads(keep: true), recomputed = grads(keep: false)
+            XCTAssertEqual(kept.0, recomputed.0, "outputs, mask \(m == nil ? "none" : "[B, Lq, Lk]")")
+            XCTAssertEqual(kept.1, recomputed.1, "q, k, v gradients, mask \(m == nil ? "none" : "[B, Lq, Lk]")")
+            XCTAssertFalse(recomputed.1.joined().contains { !$0.isFinite })
+        }
+        let selfMask = saimMask(batch: b, patches: l - 1, strict: true, seed: 25)  // cls row sees nothing
+        func selfGrads(keep: Bool) -> [Float] {
+            let qkv = randn([b, l, 3 * d], seed: 26).requiringGrad()
+            let y = keep ? selfAttentionWithProbabilities(qkv: qkv, heads: heads, mask: selfMask).output
+                         : selfAttention(qkv: qkv, heads: heads, mask: selfMask)
+            sum(y * randn([b, l, d], seed: 27)).backward()
+            return qkv.grad!.array
+        }
+        XCTAssertEqual(selfGrads(keep: true), selfGrads(keep: false), "fused qkv gradients")
+        gradCheck(inputs: [randn([b, l, 3 * d], seed: 28)], label: "recomputed, query mask") { t in
+            selfAttention(qkv: t[0], heads: heads, mask: selfMask)
+        }
+    }
 }

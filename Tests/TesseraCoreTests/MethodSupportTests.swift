@@ -69,7 +69,7 @@ final class MethodSupportTests: TwoThreadsTestCase {
         var rng = RandomGenerator(seed: 9)
         for (_, p) in attn.namedParameters() { rng.fillNormal(p.data, p.count, std: 0.3) }
         let xq = randn([2, 3, 8], seed: 10), xk = randn([2, 5, 8], seed: 11), xv = randn([2, 5, 8], seed: 12)
-        let (y, probs) = attn.cross(xq, keys: xk, values: xv)
+        let (y, probs) = attn.crossWithProbabilities(xq, keys: xk, values: xv)
         let expected = attn.proj(attention(q: attn.q!(xq), k: attn.k!(xk), v: attn.v!(xv), heads: 2))
         assertClose(y.array, expected.array, tol: 1e-6, "cross keys/values")
         XCTAssertEqual(probs.shape, [2, 2, 3, 5])
@@ -88,10 +88,10 @@ final class MethodSupportTests: TwoThreadsTestCase {
         var rng = RandomGenerator(seed: 13)
         for (_, p) in attn.namedParameters() { rng.fillNormal(p.data, p.count, std: 0.3) }
         let xq = randn([2, 3, 8], seed: 14), xk = randn([2, 5, 8], seed: 15), xv = randn([2, 5, 8], seed: 16)
-        let y = attn.cross(xq, keys: xk, values: xv).output
+        let y = attn.cross(xq, keys: xk, values: xv)
         let q = linear(xq, attn.q!.weight, attn.qBias), k = linear(xk, attn.k!.weight), v = linear(xv, attn.v!.weight, attn.vBias)
         assertClose(y.array, attn.proj(attention(q: q, k: k, v: v, heads: 2)).array, tol: 1e-6, "split-beit cross")
-        gradCheck(inputs: [xq, xk, xv], label: "split-beit cross") { t in attn.cross(t[0], keys: t[1], values: t[2]).output }
+        gradCheck(inputs: [xq, xk, xv], label: "split-beit cross") { t in attn.cross(t[0], keys: t[1], values: t[2]) }
         gradCheck(inputs: [xk], label: "split-beit self") { t in attn(t[0]) }
     }
 

@@ -79,7 +79,7 @@ public final class CAE: Module, PretrainMethod {
         }
 
         func callAsFunction(_ q: Tensor, kv: Tensor, posQ: Tensor, posK: Tensor, ctx: Context) -> Tensor {
-            let a = attention.cross(norm1Q(q + posQ), keys: norm1K(kv + posK), values: norm1V(kv)).output
+            let a = attention.cross(norm1Q(q + posQ), keys: norm1K(kv + posK), values: norm1V(kv))
             let x = norm2(residualBranch(q, a, gamma: gamma1, dropPath: dropPath, ctx: ctx))
             return residualBranch(x, mlp(x), gamma: gamma2, dropPath: dropPath, ctx: ctx)
         }

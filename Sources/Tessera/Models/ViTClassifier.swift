@@ -31,7 +31,7 @@ public final class ViTClassifier: Module {
             child("cross_attn", attention)
         }
         public func callAsFunction(_ q: Tensor, _ x: Tensor) -> Tensor {
-            attention.cross(normQ(q), keys: normK(x), values: normV(x)).output
+            attention.cross(normQ(q), keys: normK(x), values: normV(x))
         }
     }
 

@@ -203,11 +203,26 @@ public enum Kernels {
     /// reductions in SIMD partial sums, so every pass vectorises.
     @inline(__always)
     public static func softmaxRow(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
+        _ = softmaxRowKeepingStats(x, n)
+    }
+
+    /// `softmaxRow` that returns the max it subtracted and the normaliser it multiplied by, so that
+    /// `softmaxRowReplaying` can rebuild the same row, bit for bit, from the same logits.
+    @inline(__always)
+    public static func softmaxRowKeepingStats(_ x: UnsafeMutablePointer<Float>, _ n: Int) -> (max: Float, inverseSum: Float) {
         var m = maximum(x, n)
         if m == -.infinity { m = 0 }
         for j in 0..<n { x[j] = exp(x[j] - m) }
         let s = sum(x, n)
         let inv = s > 0 ? 1 / s : 0
+        for j in 0..<n { x[j] *= inv }
+        return (m, inv)
+    }
+
+    /// The softmax of logits x given the stats `softmaxRowKeepingStats` returned for them, in place.
+    @inline(__always)
+    public static func softmaxRowReplaying(_ x: UnsafeMutablePointer<Float>, _ n: Int, max m: Float, inverseSum inv: Float) {
+        for j in 0..<n { x[j] = exp(x[j] - m) }
         for j in 0..<n { x[j] *= inv }
     }
 

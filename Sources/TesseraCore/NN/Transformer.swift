@@ -61,33 +61,50 @@ public final class Attention: Module {
 
     /// Self-attention over x [B, L, D] with an optional additive mask [B, L, L] or [L, L].
     public func callAsFunction(_ x: Tensor, mask: Tensor? = nil) -> Tensor {
-        withProbabilities(x, mask: mask).output
+        forward(x, mask: mask, keepProbabilities: false).output
     }
 
     /// Self-attention that also returns the softmax probabilities [B, heads, L, L] (no gradient).
     public func withProbabilities(_ x: Tensor, mask: Tensor? = nil) -> (output: Tensor, probabilities: Tensor) {
-        let r: (output: Tensor, probabilities: Tensor)
+        let r = forward(x, mask: mask, keepProbabilities: true)
+        return (r.output, r.probabilities!)
+    }
+
+    private func forward(_ x: Tensor, mask: Tensor?, keepProbabilities keep: Bool) -> (output: Tensor, probabilities: Tensor?) {
+        let r: (output: Tensor, probabilities: Tensor?)
         switch layout {
         case .fused:
-            r = selfAttentionWithProbabilities(qkv: qkv!(x), heads: heads, mask: mask)
+            r = selfAttentionCore(qkv: qkv!(x), heads: heads, mask: mask, keepProbabilities: keep)
         case .beit:
-            r = selfAttentionWithProbabilities(qkv: linear(x, qkv!.weight, beitBias()), heads: heads, mask: mask)
+            r = selfAttentionCore(qkv: linear(x, qkv!.weight, beitBias()), heads: heads, mask: mask, keepProbabilities: keep)
         case .split:
-            r = attentionWithProbabilities(q: q!(x), k: k!(x), v: v!(x), heads: heads, mask: mask)
+            r = attentionCore(q: q!(x), k: k!(x), v: v!(x), heads: heads, mask: mask, keepProbabilities: keep)
         case .splitBEiT:
-            r = attentionWithProbabilities(q: linear(x, q!.weight, qBias), k: k!(x), v: linear(x, v!.weight, vBias), heads: heads, mask: mask)
+            r = attentionCore(q: linear(x, q!.weight, qBias), k: k!(x), v: linear(x, v!.weight, vBias), heads: heads, mask: mask,
+                              keepProbabilities: keep)
         }
         return (proj(r.output), r.probabilities)
     }
 
     /// Cross-attention: queries from xq [B, Lq, D], keys and values from xkv [B, Lk, D].
     public func cross(_ xq: Tensor, _ xkv: Tensor, mask: Tensor? = nil) -> Tensor {
-        cross(xq, keys: xkv, values: xkv, mask: mask).output
+        cross(xq, keys: xkv, values: xkv, mask: mask)
     }
 
     /// Cross-attention with separate key and value inputs, xk and xv [B, Lk, D] (CAE normalises and
-    /// positions them differently), returning the probabilities [B, heads, Lq, Lk] too.
-    public func cross(_ xq: Tensor, keys xk: Tensor, values xv: Tensor, mask: Tensor? = nil) -> (output: Tensor, probabilities: Tensor) {
+    /// positions them differently).
+    public func cross(_ xq: Tensor, keys xk: Tensor, values xv: Tensor, mask: Tensor? = nil) -> Tensor {
+        crossForward(xq, keys: xk, values: xv, mask: mask, keepProbabilities: false).output
+    }
+
+    /// `cross(_:keys:values:mask:)` that also returns the probabilities [B, heads, Lq, Lk] (no gradient).
+    public func crossWithProbabilities(_ xq: Tensor, keys xk: Tensor, values xv: Tensor, mask: Tensor? = nil) -> (output: Tensor, probabilities: Tensor) {
+        let r = crossForward(xq, keys: xk, values: xv, mask: mask, keepProbabilities: true)
+        return (r.output, r.probabilities!)
+    }
+
+    private func crossForward(_ xq: Tensor, keys xk: Tensor, values xv: Tensor, mask: Tensor?,
+                              keepProbabilities keep: Bool) -> (output: Tensor, probabilities: Tensor?) {
         let qx: Tensor, kx: Tensor, vx: Tensor
         switch layout {
         case .split:
@@ -103,7 +120,7 @@ public final class Attention: Module {
             }
             qx = part(0, xq); kx = part(1, xk); vx = part(2, xv)
         }
-        let r = attentionWithProbabilities(q: qx, k: kx, v: vx, heads: heads, mask: mask)
+        let r = attentionCore(q: qx, k: kx, v: vx, heads: heads, mask: mask, keepProbabilities: keep)
         return (proj(r.output), r.probabilities)
     }
 }
@@ -149,7 +166,8 @@ public final class Block: Module {
 
     /// Self-attention block over x [B, L, D].
     public func callAsFunction(_ x: Tensor, mask: Tensor? = nil, ctx: Context) -> Tensor {
-        withAttention(x, mask: mask, ctx: ctx).output
+        let h = residual(x, attn(norm1(x), mask: mask), gamma1, ctx)
+        return residual(h, mlp(norm2(h)), gamma2, ctx)
     }
 
     /// The block that also returns its attention probabilities [B, heads, L, L] (no gradient).

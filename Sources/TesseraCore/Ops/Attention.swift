@@ -1,6 +1,11 @@
 /// Multi-head scaled dot-product attention, computed per (sample, head) straight from token-major
 /// layouts (no permute copies): head h of a [B, L, ·] operand is columns `offset + h·hd ..< +hd`.
-/// Softmax probabilities are kept for backward, as PyTorch's eager attention does.
+/// Callers that ask for the softmax probabilities get them kept for backward, as PyTorch's eager
+/// attention does. Otherwise only each row's softmax max and normaliser are kept, and backward
+/// recomputes the probabilities from Q and K, as PyTorch's fused attention does: an [L, L] block
+/// per head instead of [B, heads, L, L] per layer (318 MiB in ViT-B/16 MAE's decoder at batch 16),
+/// for one more QKᵀ product per head. The recomputed probabilities are bit-for-bit those of the
+/// forward pass (same products, same row kernels), so the gradients are exactly as if kept.
 
 /// A token-major operand: rows of `stride` floats, the heads starting at column `offset`.
 struct AttentionOperand {
@@ -13,40 +18,52 @@ struct AttentionOperand {
 /// mask: optional additive logits mask, [B, L, L] (also [B, 1, L, L]) or [L, L], broadcast over heads.
 /// A row whose logits are all −∞ gives zero weights and a zero output row, never NaN.
 public func selfAttention(qkv: Tensor, heads: Int, mask: Tensor? = nil) -> Tensor {
-    selfAttentionWithProbabilities(qkv: qkv, heads: heads, mask: mask).output
+    selfAttentionCore(qkv: qkv, heads: heads, mask: mask, keepProbabilities: false).output
 }
 
 /// `selfAttention` that also returns the softmax probabilities [B, heads, L, L] (no gradient; the
 /// caller must not modify them).
 public func selfAttentionWithProbabilities(qkv: Tensor, heads: Int, mask: Tensor? = nil) -> (output: Tensor, probabilities: Tensor) {
+    let r = selfAttentionCore(qkv: qkv, heads: heads, mask: mask, keepProbabilities: true)
+    return (r.output, r.probabilities!)
+}
+
+func selfAttentionCore(qkv: Tensor, heads: Int, mask: Tensor?, keepProbabilities: Bool) -> (output: Tensor, probabilities: Tensor?) {
     precondition(qkv.rank == 3 && qkv.shape[2] % 3 == 0, "tessera: selfAttention needs qkv [B, L, 3D], got \(qkv.shape)")
     let d = qkv.shape[2] / 3
     return attentionCore(q: .init(tensor: qkv, stride: 3 * d, offset: 0),
                          k: .init(tensor: qkv, stride: 3 * d, offset: d),
                          v: .init(tensor: qkv, stride: 3 * d, offset: 2 * d),
-                         batch: qkv.shape[0], lq: qkv.shape[1], lk: qkv.shape[1], width: d, heads: heads, mask: mask)
+                         batch: qkv.shape[0], lq: qkv.shape[1], lk: qkv.shape[1], width: d, heads: heads, mask: mask,
+                         keepProbabilities: keepProbabilities)
 }
 
 /// Attention with separate projections: q [B, Lq, D], k and v [B, Lk, D] (cross-attention when
 /// Lq ≠ Lk or the key/value tensors come from another stream). Output [B, Lq, D].
 public func attention(q: Tensor, k: Tensor, v: Tensor, heads: Int, mask: Tensor? = nil) -> Tensor {
-    attentionWithProbabilities(q: q, k: k, v: v, heads: heads, mask: mask).output
+    attentionCore(q: q, k: k, v: v, heads: heads, mask: mask, keepProbabilities: false).output
 }
 
 /// `attention` that also returns the softmax probabilities [B, heads, Lq, Lk] (no gradient; the
 /// caller must not modify them).
 public func attentionWithProbabilities(q: Tensor, k: Tensor, v: Tensor, heads: Int, mask: Tensor? = nil) -> (output: Tensor, probabilities: Tensor) {
+    let r = attentionCore(q: q, k: k, v: v, heads: heads, mask: mask, keepProbabilities: true)
+    return (r.output, r.probabilities!)
+}
+
+func attentionCore(q: Tensor, k: Tensor, v: Tensor, heads: Int, mask: Tensor?, keepProbabilities: Bool) -> (output: Tensor, probabilities: Tensor?) {
     precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "tessera: attention needs rank-3 q, k, v, got \(q.shape), \(k.shape), \(v.shape)")
     precondition(k.shape == v.shape && q.shape[0] == k.shape[0] && q.shape[2] == k.shape[2],
                  "tessera: attention: q \(q.shape), k \(k.shape), v \(v.shape) do not fit")
     let d = q.shape[2]
     return attentionCore(q: .init(tensor: q, stride: d, offset: 0), k: .init(tensor: k, stride: d, offset: 0),
                          v: .init(tensor: v, stride: d, offset: 0),
-                         batch: q.shape[0], lq: q.shape[1], lk: k.shape[1], width: d, heads: heads, mask: mask)
+                         batch: q.shape[0], lq: q.shape[1], lk: k.shape[1], width: d, heads: heads, mask: mask,
+                         keepProbabilities: keepProbabilities)
 }
 
 func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand, batch b: Int, lq: Int, lk: Int,
-                   width d: Int, heads h: Int, mask: Tensor?) -> (output: Tensor, probabilities: Tensor) {
+                   width d: Int, heads h: Int, mask: Tensor?, keepProbabilities: Bool) -> (output: Tensor, probabilities: Tensor?) {
     precondition(h > 0 && d % h == 0, "tessera: attention width \(d) is not divisible by \(h) heads")
     let hd = d / h
     let scale = 1 / Float(hd).squareRoot()
@@ -57,63 +74,91 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
                          "tessera: attention mask \(mask.shape) fits neither [B=\(b), \(lq), \(lk)] nor [\(lq), \(lk)]")
         }
     }
-    let probs = Tensor(shape: [b, h, lq, lk])
+    let recording = Autograd.isEnabled && (q.tensor.requiresGrad || k.tensor.requiresGrad || v.tensor.requiresGrad)
+    let probs = keepProbabilities ? Tensor(shape: [b, h, lq, lk]) : nil
+    // Without kept probabilities, backward needs each row's softmax max and normaliser: [b·h·lq, 2].
+    let stats = !keepProbabilities && recording ? Tensor(shape: [b * h * lq, 2]) : nil
     let y = Tensor(shape: [b, lq, d])
     let qp = q.tensor.data, kp = k.tensor.data, vp = v.tensor.data
-    let pp = probs.data, yp = y.data, mp = mask?.data
+    let yp = y.data, mp = mask?.data, stp = stats?.data
     let cost = 4 * lq * lk * hd
+
+    /// S = scale · Q_h · K_hᵀ (+ mask) for one (sample, head) into s [lq, lk].
+    func logits(_ task: Int, into s: UnsafeMutablePointer<Float>) {
+        let bi = task / h, hi = task % h
+        BLAS.gemm(transB: true, m: lq, n: lk, k: hd, alpha: scale,
+                  a: qp + bi * lq * q.stride + q.offset + hi * hd, lda: q.stride,
+                  b: kp + bi * lk * k.stride + k.offset + hi * hd, ldb: k.stride, c: s, ldc: lk, parallel: false)
+        if let mp {
+            let m = maskPerSample ? mp + bi * lq * lk : mp
+            for i in 0..<(lq * lk) { s[i] += m[i] }
+        }
+    }
+
     Parallel.forRange(b * h, costPerItem: cost, minCost: 1 << 18) { r in
+        let scratch = probs == nil ? Tensor(shape: [lq, lk]) : nil
         for task in r {
             let bi = task / h, hi = task % h
-            let s = pp + task * lq * lk
-            let qh = qp + bi * lq * q.stride + q.offset + hi * hd
-            let kh = kp + bi * lk * k.stride + k.offset + hi * hd
-            let vh = vp + bi * lk * v.stride + v.offset + hi * hd
-            // S[lq, lk] = scale · Q_h · K_hᵀ
-            BLAS.gemm(transB: true, m: lq, n: lk, k: hd, alpha: scale, a: qh, lda: q.stride, b: kh, ldb: k.stride,
-                      c: s, ldc: lk, parallel: false)
-            if let mp {
-                let m = maskPerSample ? mp + bi * lq * lk : mp
-                for i in 0..<(lq * lk) { s[i] += m[i] }
+            let s = probs.map { $0.data + task * lq * lk } ?? scratch!.data
+            logits(task, into: s)
+            if let stp {
+                for i in 0..<lq {
+                    let (m, inv) = Kernels.softmaxRowKeepingStats(s + i * lk, lk)
+                    stp[2 * (task * lq + i)] = m
+                    stp[2 * (task * lq + i) + 1] = inv
+                }
+            } else {
+                for i in 0..<lq { Kernels.softmaxRow(s + i * lk, lk) }
             }
-            for i in 0..<lq { Kernels.softmaxRow(s + i * lk, lk) }
             // O_h[lq, hd] = P · V_h
-            BLAS.gemm(m: lq, n: hd, k: lk, a: s, lda: lk, b: vh, ldb: v.stride, c: yp + bi * lq * d + hi * hd, ldc: d,
-                      parallel: false)
+            BLAS.gemm(m: lq, n: hd, k: lk, a: s, lda: lk, b: vp + bi * lk * v.stride + v.offset + hi * hd, ldb: v.stride,
+                      c: yp + bi * lq * d + hi * hd, ldc: d, parallel: false)
         }
     }
     let inputs: [Tensor?] = [q.tensor, k.tensor, v.tensor]
     Autograd.record(y, inputs) { g in
-        // Pointers are taken from the captured tensors here, so their storage is kept alive.
-        let qp = q.tensor.data, kp = k.tensor.data, vp = v.tensor.data, pp = probs.data
-        let gp = g.data
-        let dq = q.tensor.slot?.buffer(), dk = k.tensor.slot?.buffer(), dv = v.tensor.slot?.buffer()
-        Parallel.forRange(b * h, costPerItem: 2 * cost, minCost: 1 << 18) { r in
-            let dS = Tensor(shape: [lq, lk])
-            let ds = dS.data
-            for task in r {
-                let bi = task / h, hi = task % h
-                let p = pp + task * lq * lk
-                let qOff = bi * lq * q.stride + q.offset + hi * hd
-                let kOff = bi * lk * k.stride + k.offset + hi * hd
-                let vOff = bi * lk * v.stride + v.offset + hi * hd
-                let go = gp + bi * lq * d + hi * hd
-                // dP = dO · V_hᵀ
-                BLAS.gemm(transB: true, m: lq, n: lk, k: hd, a: go, lda: d, b: vp + vOff, ldb: v.stride, c: ds, ldc: lk, parallel: false)
-                // dV_h += Pᵀ · dO
-                if let dv {
-                    BLAS.gemm(transA: true, m: lk, n: hd, k: lq, a: p, lda: lk, b: go, ldb: d, beta: 1,
-                              c: dv.data + vOff, ldc: v.stride, parallel: false)
-                }
-                // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
-                for i in 0..<lq { Kernels.softmaxBackwardRowInPlace(p + i * lk, ds + i * lk, lk, scale: scale) }
-                if let dq {  // dQ_h += dS · K_h
-                    BLAS.gemm(m: lq, n: hd, k: lk, a: ds, lda: lk, b: kp + kOff, ldb: k.stride, beta: 1,
-                              c: dq.data + qOff, ldc: q.stride, parallel: false)
-                }
-                if let dk {  // dK_h += dSᵀ · Q_h
-                    BLAS.gemm(transA: true, m: lk, n: hd, k: lq, a: ds, lda: lk, b: qp + qOff, ldb: q.stride, beta: 1,
-                              c: dk.data + kOff, ldc: k.stride, parallel: false)
+        // Pointers are taken from the captured tensors here, so their storage is kept alive (the
+        // mask's too: `logits` reads it through a pointer).
+        withExtendedLifetime(mask) {
+            let qp = q.tensor.data, kp = k.tensor.data, vp = v.tensor.data
+            let pp = probs?.data, stp = stats?.data
+            let gp = g.data
+            let dq = q.tensor.slot?.buffer(), dk = k.tensor.slot?.buffer(), dv = v.tensor.slot?.buffer()
+            Parallel.forRange(b * h, costPerItem: (pp == nil ? 5 : 4) * cost / 2, minCost: 1 << 18) { r in
+                let dS = Tensor(shape: [lq, lk])
+                let recomputed = pp == nil ? Tensor(shape: [lq, lk]) : nil
+                let ds = dS.data
+                for task in r {
+                    let bi = task / h, hi = task % h
+                    let p: UnsafeMutablePointer<Float>
+                    if let pp { p = pp + task * lq * lk } else {
+                        p = recomputed!.data
+                        logits(task, into: p)
+                        for i in 0..<lq {
+                            Kernels.softmaxRowReplaying(p + i * lk, lk, max: stp![2 * (task * lq + i)], inverseSum: stp![2 * (task * lq + i) + 1])
+                        }
+                    }
+                    let qOff = bi * lq * q.stride + q.offset + hi * hd
+                    let kOff = bi * lk * k.stride + k.offset + hi * hd
+                    let vOff = bi * lk * v.stride + v.offset + hi * hd
+                    let go = gp + bi * lq * d + hi * hd
+                    // dP = dO · V_hᵀ
+                    BLAS.gemm(transB: true, m: lq, n: lk, k: hd, a: go, lda: d, b: vp + vOff, ldb: v.stride, c: ds, ldc: lk, parallel: false)
+                    // dV_h += Pᵀ · dO
+                    if let dv {
+                        BLAS.gemm(transA: true, m: lk, n: hd, k: lq, a: p, lda: lk, b: go, ldb: d, beta: 1,
+                                  c: dv.data + vOff, ldc: v.stride, parallel: false)
+                    }
+                    // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
+                    for i in 0..<lq { Kernels.softmaxBackwardRowInPlace(p + i * lk, ds + i * lk, lk, scale: scale) }
+                    if let dq {  // dQ_h += dS · K_h
+                        BLAS.gemm(m: lq, n: hd, k: lk, a: ds, lda: lk, b: kp + kOff, ldb: k.stride, beta: 1,
+                                  c: dq.data + qOff, ldc: q.stride, parallel: false)
+                    }
+                    if let dk {  // dK_h += dSᵀ · Q_h
+                        BLAS.gemm(transA: true, m: lk, n: hd, k: lq, a: ds, lda: lk, b: qp + qOff, ldb: q.stride, beta: 1,
+                                  c: dk.data + kOff, ldc: k.stride, parallel: false)
+                    }
                 }
             }
         }
