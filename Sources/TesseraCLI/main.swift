@@ -168,8 +168,8 @@ struct Bench: ParsableCommand {
     @Option(help: "For `train`: comma-separated PyTorch modes to run, eager and/or compile.")
     var torchModes: String = "eager,compile"
 
-    @Option(help: "For `train`: comma-separated Tessera modes: replicas (the batch split over threads, as pre-training runs), kernels (one pass, threaded kernels), openblas (replicas with every product in OpenBLAS, no oneDNN), mpi2 (two processes of one thread under mpirun).")
-    var tesseraModes: String = "replicas"
+    @Option(help: "Comma-separated Tessera modes. For `train`: replicas (the batch split over threads, as pre-training runs), kernels (one pass, threaded kernels), openblas (replicas with every product in OpenBLAS, no oneDNN), mpi2 (two processes of one thread under mpirun); the default is replicas. For `infer`: replicas and/or kernels; the default is both.")
+    var tesseraModes: String?
 
     @Option(help: .hidden)
     var only: String?
@@ -196,8 +196,7 @@ struct Bench: ParsableCommand {
         case "infer":
             let chosen = model == Bench.trainModels ? InferBenchmark.presets.map(\.name).joined(separator: ",") : model
             let presets = try chosen.split(separator: ",").map { try InferBenchmark.preset(String($0)) }
-            let list = tesseraModes == "replicas" && only == nil ? "replicas,kernels" : tesseraModes
-            let tessera = try modes(list, option: "--tessera-modes", allowed: InferBenchmark.tesseraModes)
+            let tessera = try modes(tesseraModes ?? (only == nil ? "replicas,kernels" : "replicas"), option: "--tessera-modes", allowed: InferBenchmark.tesseraModes)
             if let only {
                 guard only == "tessera", tessera.count == 1 else { throw ValidationError("--only tessera takes one --tessera-modes mode") }
                 for p in presets { print(try InferBenchmark.measureTessera(p, steps: reps, warmup: warmup, replicas: tessera[0] == "replicas").json) }
@@ -209,7 +208,7 @@ struct Bench: ParsableCommand {
                                         executable: CommandLine.arguments[0], toolsDirectory: tools))
         case "train":
             let presets = try model.split(separator: ",").map { try TrainBenchmark.preset(String($0)) }
-            let tessera = try modes(tesseraModes, option: "--tessera-modes", allowed: TrainBenchmark.tesseraModes)
+            let tessera = try modes(tesseraModes ?? "replicas", option: "--tessera-modes", allowed: TrainBenchmark.tesseraModes)
             if let only {
                 // One measurement in this (fresh) process, as a JSON line for the parent's table.
                 guard only == "tessera", tessera.count == 1 else { throw ValidationError("--only tessera takes one --tessera-modes mode") }
