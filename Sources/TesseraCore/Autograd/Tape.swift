@@ -4,9 +4,10 @@ public final class GradSlot: @unchecked Sendable {
     /// Leaves (parameters and inputs marked with `requiringGrad`) keep their gradient after backward.
     public let isLeaf: Bool
     public var grad: Tensor?
-    /// Inside `Replicas.run`: the gradients replicas 1, 2, … write to this leaf, summed into `grad`
-    /// afterwards. Each replica writes only its own box; the array is only read while they run.
-    var shadows: [ShadowGrad] = []
+    /// Inside `Replicas.run`: one entry per replica. Replicas 1, 2, … write this leaf's gradient to
+    /// their entry's `grad`, summed into `grad` once every replica's backward is done with the leaf.
+    /// Each replica writes only its own entry; the array is only read while they run.
+    var replicas: [ReplicaLeaf] = []
 
     init(shape: [Int], isLeaf: Bool) {
         self.shape = shape
@@ -23,13 +24,22 @@ public final class GradSlot: @unchecked Sendable {
         @inline(__always) set {
             guard isLeaf else { grad = newValue; return }
             let r = ThreadState.current.replica
-            if r == 0 { grad = newValue } else { _ = shadow(r); shadows[r - 1].grad = newValue }
+            if r == 0 { grad = newValue } else { _ = shadow(r); replicas[r].grad = newValue }
         }
     }
 
     private func shadow(_ r: Int) -> Tensor? {
-        precondition(r - 1 < shadows.count, "tessera: a leaf of shape \(shape) that Replicas.run was not given received a gradient in replica \(r)")
-        return shadows[r - 1].grad
+        precondition(r < replicas.count, "tessera: a leaf of shape \(shape) that Replicas.run was not given received a gradient in replica \(r)")
+        return replicas[r].grad
+    }
+
+    /// Adds the gradients of replicas 1, 2, … into `grad`, in replica order, and drops them.
+    func mergeReplicaGradients() {
+        for leaf in replicas.dropFirst() {
+            guard let g = leaf.grad else { continue }
+            if let existing = grad { Kernels.addInPlace(existing.data, g.data, existing.count) } else { grad = g }
+            leaf.grad = nil
+        }
     }
 
     /// Adds `g` into this slot. When `owned` is true the caller gives up `g`, so the first
@@ -66,9 +76,14 @@ public final class GradSlot: @unchecked Sendable {
     }
 }
 
-/// One replica's gradient of one leaf (see `GradSlot.shadows`).
-final class ShadowGrad {
+/// One replica's view of one leaf inside `Replicas.run` (see `GradSlot.replicas`).
+final class ReplicaLeaf {
+    /// Replica r > 0: its gradient of the leaf until it is merged into the leaf's own.
     var grad: Tensor?
+    /// Ops on this replica's tape that read the leaf and whose backward step has not run yet.
+    var pending = 0
+    /// This replica's backward has passed the leaf's last use (or its pass never used the leaf).
+    var done = false
 }
 
 /// The recorded backward steps of the current forward pass, in execution order.
@@ -76,6 +91,8 @@ public enum Autograd {
     struct Node {
         let out: GradSlot
         let backward: (Tensor) -> Void
+        /// Inside `Replicas.run`: the leaves among the op's inputs (each once).
+        var leaves: [GradSlot] = []
     }
     /// The tape and the recording switch belong to the calling thread, so replicas (see
     /// `Replicas.run`) record and run their own passes side by side.
@@ -115,7 +132,15 @@ public enum Autograd {
         guard any else { return }
         let slot = GradSlot(shape: out.shape, isLeaf: false)
         out.slot = slot
-        tape.append(Node(out: slot, backward: backward))
+        let state = ThreadState.current
+        var node = Node(out: slot, backward: backward)
+        if let group = state.group {
+            for case let s? in inputs.map({ $0?.slot }) where !s.replicas.isEmpty && !node.leaves.contains(where: { $0 === s }) {
+                node.leaves.append(s)
+            }
+            if !node.leaves.isEmpty { group.recordUses(node.leaves, replica: state.replica) }
+        }
+        state.tape.append(node)
     }
 
     /// True when the op should record (cheap check before building saved state).
@@ -144,12 +169,16 @@ public enum Autograd {
         let saved = enabled
         enabled = false
         defer { enabled = saved }
+        let group = state.group
+        group?.beginBackward(replica: state.replica)
         // Each node leaves the array before its step runs, so the tensors its closure saved are
         // released as soon as that step is done (as PyTorch frees saved tensors), not at the end.
         while let node = nodes.popLast() {
-            guard let g = node.out.grad else { continue }
-            node.out.grad = nil
-            node.backward(g)
+            if let g = node.out.grad {
+                node.out.grad = nil
+                node.backward(g)
+            }
+            if let group, !node.leaves.isEmpty { group.finishUses(node.leaves, replica: state.replica) }
         }
     }
 }

@@ -58,10 +58,12 @@ public enum Parallel {
 final class ThreadState {
     var tape: [Autograd.Node] = []
     var enabled = true
-    /// 0 outside replicas and in replica 0; leaf gradients of replica r > 0 go to the slot's shadow r − 1.
+    /// 0 outside replicas and in replica 0; leaf gradients of replica r > 0 go to the slot's entry r.
     var replica = 0
     /// True inside a replica: kernels run on the calling thread only.
     var serial = false
+    /// Inside `Replicas.run`: the run this thread is a replica of.
+    var group: ReplicaGroup?
 
     init() {}
 
