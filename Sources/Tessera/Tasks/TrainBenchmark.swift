@@ -378,8 +378,12 @@ public enum TrainBenchmark {
         lines.append("model        framework        img/s per round        best img/s  GFLOP/s  %SGEMM  peak MiB   ×eager  ×compile")
         for p in presets {
             var results: [String: [Measurement]] = [:]
+            // The all-thread SGEMM rate probed at the start of each round, beside each measurement of it.
+            var roundSGEMM: [String: [Double]] = [:], probes: [Double] = []
             var notes: [String] = []
             for _ in 0..<rounds {
+                let probe = OpsBenchmark.sgemmRate().all
+                probes.append(probe)
                 for f in frameworks {
                     var note = ""
                     let m: Measurement?
@@ -399,7 +403,10 @@ public enum TrainBenchmark {
                                            + ["--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(Parallel.threads)",
                                               "--mode", f == "torch eager" ? "eager" : "compile"], note: &note)
                     }
-                    if let m { results[f, default: []].append(m) } else { notes.append("\(f): \(note)") }
+                    if let m {
+                        results[f, default: []].append(m)
+                        roundSGEMM[f, default: []].append(probe)
+                    } else { notes.append("\(f): \(note)") }
                 }
             }
             func best(_ f: String) -> Double? { results[f]?.map { rate($0, batch: p.batch) }.max() }
@@ -412,17 +419,28 @@ public enum TrainBenchmark {
                 let peak = Double(ms.map(\.peakBytes).max() ?? 0) / 1_048_576
                 let vsEager = best("torch eager").map { String(format: "%.2f", b / $0) } ?? "-"
                 let vsCompile = best("torch compile").map { String(format: "%.2f", b / $0) } ?? "-"
+                // Share of SGEMM: each round's rate over the probe of that round, median over the rounds.
+                let share = median(zip(ms, roundSGEMM[f] ?? []).map { rate($0, batch: p.batch) * p.flopsPerImage / 1e9 / $1 })
                 lines.append(pad(p.name, 13) + pad(f, 17) + pad(perRound, 23)
                              + String(format: "%10.1f  %7.1f  %5.0f %%  %8.1f  ", b, b * p.flopsPerImage / 1e9,
-                                      100 * b * p.flopsPerImage / 1e9 / before.all, peak)
+                                      100 * share, peak)
                              + pad(vsEager, 7, left: true) + "  " + pad(vsCompile, 8, left: true))
             }
+            lines.append("  SGEMM (\(Parallel.threads) threads) probed at the start of each round: "
+                         + probes.map { String(format: "%.1f", $0) }.joined(separator: " ") + " GFLOP/s")
             // Ratios within each round (measured minutes apart, not hours), and their median.
             if let mine = results[frameworks[0]] {
                 for f in frameworks.dropFirst() where f.hasPrefix("torch") {
                     guard let theirs = results[f], theirs.count == mine.count, !mine.isEmpty else { continue }
                     let r = zip(mine, theirs).map { rate($0, batch: p.batch) / rate($1, batch: p.batch) }
                     lines.append("  \(frameworks[0]) ÷ \(f) per round: " + r.map { String(format: "%.2f", $0) }.joined(separator: " ")
+                                 + String(format: "  (median %.2f)", median(r)))
+                }
+                // Against the faster PyTorch mode of each round.
+                let torchRows = frameworks.filter { $0.hasPrefix("torch") }.compactMap { results[$0] }
+                if torchRows.count > 1, torchRows.allSatisfy({ $0.count == mine.count }), !mine.isEmpty {
+                    let r = mine.indices.map { i in rate(mine[i], batch: p.batch) / torchRows.map { rate($0[i], batch: p.batch) }.max()! }
+                    lines.append("  \(frameworks[0]) ÷ the faster PyTorch mode per round: " + r.map { String(format: "%.2f", $0) }.joined(separator: " ")
                                  + String(format: "  (median %.2f)", median(r)))
                 }
             }
@@ -439,8 +457,8 @@ public enum TrainBenchmark {
         lines.append("GFLOP/s: the PyTorch model's linear, patch-embedding (all patches) and attention products, 3 × forward, for")
         lines.append("every framework (Tessera's MAE embeds only the kept patches). SAIM: both streams over all L + 1 tokens, masks")
         lines.append("as additive float masks on both sides (PyTorch: fused SDPA). Peak MiB: growth of the process's peak resident set")
-        lines.append("over its size before the model is built; each measurement is a fresh process. %SGEMM: GFLOP/s over the")
-        lines.append("all-thread SGEMM rate measured before the rows.")
+        lines.append("over its size before the model is built; each measurement is a fresh process. %SGEMM: each round's GFLOP/s over")
+        lines.append("the all-thread SGEMM rate probed at the start of that round, median over the rounds (the host drifts by minutes).")
         return lines.joined(separator: "\n")
     }
 }
