@@ -43,13 +43,11 @@ public enum Replicas {
 /// The bookkeeping of one `Replicas.run`: per leaf and replica, how many recorded ops still have to
 /// run their backward step, and which replicas' backward passes have begun.
 final class ReplicaGroup: @unchecked Sendable {
-    let n: Int
     let slots: [GradSlot]
     private var started: [Bool]
     private var lock = pthread_mutex_t()
 
     init(n: Int, slots: [GradSlot]) {
-        self.n = n
         self.slots = slots
         started = [Bool](repeating: false, count: n)
         pthread_mutex_init(&lock, nil)
