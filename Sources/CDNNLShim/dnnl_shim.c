@@ -14,3 +14,8 @@ int tessera_dnnl_sgemm(char transa, char transb, long m, long n, long k, float a
     }
     return dnnl_sgemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == dnnl_success ? 0 : 1;
 }
+
+int tessera_cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+}

@@ -4,4 +4,6 @@
 /// Returns 0 on success.
 int tessera_dnnl_sgemm(char transa, char transb, long m, long n, long k, float alpha,
                        const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+/// 1 when the CPU runs AVX-512F (OpenBLAS and oneDNN then take their AVX-512 kernels), else 0.
+int tessera_cpu_has_avx512(void);
 #endif

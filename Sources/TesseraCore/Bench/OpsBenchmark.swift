@@ -95,7 +95,10 @@ public enum OpsBenchmark {
     /// GFLOP/s of the best of `reps` calls of each. The `auto` rule of `BLAS.backend` comes from it.
     public static func gemmComparison(reps: Int = 20) -> String {
         var shapes: [(String, Gemm)] = []
-        for (tag, rows, d) in [("tiny32", 64 * 65, 192), ("vits16", 16 * 197, 384)] {
+        // All tokens (the decoder's rows, fine-tuning, feature extraction) and MAE's encoder rows
+        // (one token in four, plus the class token).
+        for (tag, rows, d) in [("tiny32", 64 * 65, 192), ("tiny32 enc", 64 * 17, 192), ("vits16", 16 * 197, 384),
+                               ("vits16 enc", 16 * 50, 384)] {
             for (name, out, inF) in [("qkv", 3 * d, d), ("proj", d, d), ("fc1", 4 * d, d), ("fc2", d, 4 * d)] {
                 for g in linearGemms(rows: rows, inF: inF, outF: out) {
                     let kind = g.tb ? "fwd" : (g.ta ? "dW" : "dX")
@@ -103,7 +106,10 @@ public enum OpsBenchmark {
                 }
             }
         }
-        for (tag, l, hd) in [("tiny32", 65, 64), ("vits16", 197, 64)] {
+        // Per-head products: all tokens (feature extraction, fine-tuning), MAE's encoder with three
+        // quarters of the patches masked, and the decoders' head widths.
+        for (tag, l, hd) in [("tiny32", 65, 64), ("tiny32 enc", 17, 64), ("tiny32 dec", 65, 32),
+                             ("vits16", 197, 64), ("vits16 enc", 50, 64), ("vitb16 dec", 197, 32)] {
             shapes.append(("\(tag) attn q·kᵀ", Gemm(m: l, n: l, k: hd, ta: false, tb: true, count: 1)))
             shapes.append(("\(tag) attn p·v", Gemm(m: l, n: hd, k: l, ta: false, tb: false, count: 1)))
             shapes.append(("\(tag) attn pᵀ·g", Gemm(m: l, n: hd, k: l, ta: true, tb: false, count: 1)))

@@ -12,17 +12,35 @@ public enum BLAS {
     nonisolated(unsafe) public static var backend: Backend =
         ProcessInfo.processInfo.environment["TESSERA_GEMM"].flatMap(Backend.init(rawValue:)) ?? .auto
 
-    /// The `auto` rule, from `bench gemm` on the model's shapes (BENCHMARKS.md): oneDNN's JIT kernels
-    /// are ahead on the per-head attention products (1.2–1.7×) and on the small-K linear products
-    /// (up to 1.3×); on the large weight-gradient products (Aᵀ·B with K ≥ 1024 rows and an output of
-    /// 192 × 768 or more) the two are level or OpenBLAS is ahead, so OpenBLAS keeps those.
+    /// Whether the CPU runs AVX-512F; the `auto` rule differs between the two kinds of host.
+    public static let avx512 = tessera_cpu_has_avx512() != 0
+
+    /// The `auto` rule, from `bench gemm` on the model's shapes (BENCHMARKS.md), fixed per kind of
+    /// host so that every run on it, resumed or not, makes the same choices.
+    /// - AVX2 hosts (Zen 3): oneDNN's JIT kernels are ahead on the per-head attention products
+    ///   (1.2–1.7×) and on the small-K linear products (up to 1.3×); on the large weight-gradient
+    ///   products (Aᵀ·B with K ≥ 1024 rows and an output of 192 × 768 or more) the two are level or
+    ///   OpenBLAS is ahead, so OpenBLAS keeps those.
+    /// - AVX-512 hosts (Zen 4): oneDNN is ahead on every linear product, the weight gradients
+    ///   included (1.1–1.3×), but OpenBLAS's AVX-512 kernels are ahead on the per-head attention
+    ///   products up to 65 tokens (4× at 17 × 17 × 64, MAE's encoder on tiny32; 1.2× at 65 × 65 × 64)
+    ///   and on Q·Kᵀ at 197 tokens (1.03–1.08×), while oneDNN keeps P·V and Pᵀ·dO at 197 tokens
+    ///   (1.06–1.37×). So A·Bᵀ products under 2²² multiply-adds and the others under 2²⁰ go to
+    ///   OpenBLAS: attention products only, as every linear product is above both.
     @inline(__always)
     public static func prefersDNNL(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int) -> Bool {
         switch backend {
         case .openblas: return false
         case .onednn: return true
-        case .auto: return !(transA && k >= 1024 && m * n >= 192 * 768)
+        case .auto: return autoPrefersDNNL(avx512: avx512, transA, transB, m, n, k)
         }
+    }
+
+    /// The `auto` rule for either kind of host (so both can be tested on one).
+    @inline(__always)
+    public static func autoPrefersDNNL(avx512: Bool, _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int) -> Bool {
+        if avx512 { return m * n * k >= (transB ? 1 << 22 : 1 << 20) }
+        return !(transA && k >= 1024 && m * n >= 192 * 768)
     }
 
     /// C[M,N] = alpha · op(A) · op(B) + beta · C, all row-major.

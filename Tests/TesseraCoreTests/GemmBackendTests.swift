@@ -1,0 +1,88 @@
+import XCTest
+import TesseraCore
+
+/// The per-shape choice between OpenBLAS and oneDNN, and that both give the same products.
+final class GemmBackendTests: XCTestCase {
+    /// The linear products of one replica of a model's step: forward (NT), input gradient (NN) and
+    /// weight gradient (TN), as (transA, transB, m, n, k).
+    private func linearShapes(rows: Int, width: Int) -> [(Bool, Bool, Int, Int, Int)] {
+        var out: [(Bool, Bool, Int, Int, Int)] = []
+        for (o, i) in [(3 * width, width), (width, width), (4 * width, width), (width, 4 * width)] {
+            out += [(false, true, rows, o, i), (false, false, rows, i, o), (true, false, o, i, rows)]
+        }
+        return out
+    }
+
+    private func attentionShapes(l: Int, hd: Int) -> [(Bool, Bool, Int, Int, Int)] {
+        [(false, true, l, l, hd), (false, false, l, hd, l), (true, false, l, hd, l)]
+    }
+
+    func testAutoRuleOnBothKindsOfHost() {
+        let linears = linearShapes(rows: 64 * 65, width: 192) + linearShapes(rows: 64 * 17, width: 192)
+            + linearShapes(rows: 16 * 197, width: 384) + linearShapes(rows: 16 * 50, width: 384)
+            + linearShapes(rows: 8 * 50, width: 768) + linearShapes(rows: 8 * 197, width: 512)
+        // AVX-512: every linear product to oneDNN, every attention product up to 65 tokens to
+        // OpenBLAS, and at 197 tokens only Q·Kᵀ.
+        for s in linears {
+            XCTAssertTrue(BLAS.autoPrefersDNNL(avx512: true, s.0, s.1, s.2, s.3, s.4), "AVX-512, linear \(s)")
+        }
+        for (l, hd) in [(17, 64), (50, 64), (65, 64), (65, 32)] {
+            for s in attentionShapes(l: l, hd: hd) {
+                XCTAssertFalse(BLAS.autoPrefersDNNL(avx512: true, s.0, s.1, s.2, s.3, s.4), "AVX-512, attention \(s)")
+            }
+        }
+        for hd in [64, 32] {
+            let s = attentionShapes(l: 197, hd: hd)
+            XCTAssertFalse(BLAS.autoPrefersDNNL(avx512: true, s[0].0, s[0].1, s[0].2, s[0].3, s[0].4))
+            XCTAssertTrue(BLAS.autoPrefersDNNL(avx512: true, s[1].0, s[1].1, s[1].2, s[1].3, s[1].4))
+            XCTAssertTrue(BLAS.autoPrefersDNNL(avx512: true, s[2].0, s[2].1, s[2].2, s[2].3, s[2].4))
+        }
+        // AVX2: oneDNN except the large weight gradients, which OpenBLAS keeps.
+        for (l, hd) in [(17, 64), (65, 64), (197, 64)] {
+            for s in attentionShapes(l: l, hd: hd) {
+                XCTAssertTrue(BLAS.autoPrefersDNNL(avx512: false, s.0, s.1, s.2, s.3, s.4), "AVX2, attention \(s)")
+            }
+        }
+        XCTAssertFalse(BLAS.autoPrefersDNNL(avx512: false, true, false, 768, 192, 4160))
+        XCTAssertTrue(BLAS.autoPrefersDNNL(avx512: false, false, true, 4160, 768, 192))
+        XCTAssertTrue(BLAS.autoPrefersDNNL(avx512: false, true, false, 192, 192, 4160))
+    }
+
+    /// Both libraries, on strided operands as attention passes them (a head's columns of a [L, 3D]
+    /// tensor) and with beta = 1, match a plain triple loop.
+    func testBothBackendsMatchAPlainProduct() {
+        let saved = BLAS.backend
+        defer { BLAS.backend = saved }
+        var rng = RandomGenerator(seed: 7)
+        for (ta, tb, m, n, k) in attentionShapes(l: 17, hd: 64) + attentionShapes(l: 65, hd: 32) + [(true, false, 96, 48, 1100)] {
+            let lda = (ta ? m : k) + 5, ldb = (tb ? k : n) + 3, ldc = n + 2
+            let a = Tensor.randn([(ta ? k : m) * lda], rng: &rng), b = Tensor.randn([(tb ? n : k) * ldb], rng: &rng)
+            let c0 = Tensor.randn([m * ldc], rng: &rng)
+            var want = [Float](repeating: 0, count: m * ldc)
+            for i in 0..<m {
+                for j in 0..<ldc {
+                    guard j < n else { want[i * ldc + j] = c0.data[i * ldc + j]; continue }
+                    var s: Double = 0
+                    for p in 0..<k {
+                        let x = ta ? a.data[p * lda + i] : a.data[i * lda + p]
+                        let y = tb ? b.data[j * ldb + p] : b.data[p * ldb + j]
+                        s += Double(x) * Double(y)
+                    }
+                    want[i * ldc + j] = Float(0.5 * s + Double(c0.data[i * ldc + j]))
+                }
+            }
+            for backend in [BLAS.Backend.openblas, .onednn] {
+                BLAS.backend = backend
+                let c = Tensor(shape: [m * ldc])
+                c.data.update(from: c0.data, count: m * ldc)
+                BLAS.gemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.data, lda: lda, b: b.data, ldb: ldb,
+                          beta: 1, c: c.data, ldc: ldc, parallel: false)
+                for i in 0..<(m * ldc) {
+                    XCTAssertEqual(c.data[i], want[i], accuracy: 1e-4 * Float(k).squareRoot() + 1e-5,
+                                   "\(backend) \(ta ? "T" : "N")\(tb ? "T" : "N") \(m)×\(n)×\(k) at \(i)")
+                    if abs(c.data[i] - want[i]) > 1e-3 * Float(k).squareRoot() { return }
+                }
+            }
+        }
+    }
+}
