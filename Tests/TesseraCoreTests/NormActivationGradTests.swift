@@ -27,6 +27,18 @@ final class NormActivationGradTests: XCTestCase {
         // Large enough for the parallel paths.
         gradCheck(inputs: [randn([64, 96], seed: 24), randn([48, 96], seed: 25, std: 0.1), randn([48], seed: 26)],
                   samples: 24, label: "large") { v in geluLinear(v[0], v[1], v[2]) }
+        // h an intermediate (its gradient buffer written, not accumulated into, as in a model),
+        // read twice (accumulated into one already written), and a frozen weight.
+        gradCheck(inputs: [h, w, b], label: "intermediate h") { v in geluLinear(v[0] + v[0], v[1], v[2]) }
+        gradCheck(inputs: [h, w, b], label: "h used twice") { v in
+            let u = v[0] + v[0]
+            return geluLinear(u, v[1], v[2]) + linear(u, v[1], v[2])
+        }
+        gradCheck(inputs: [h], label: "frozen weight") { v in geluLinear(v[0] + v[0], w, b) }
+        gradCheck(inputs: [h], label: "frozen weight, h used twice") { v in
+            let u = v[0] + v[0]
+            return geluLinear(u, w, b) + linear(u, w)
+        }
     }
 
     func testLayerNormForward() {
