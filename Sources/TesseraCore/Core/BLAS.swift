@@ -23,8 +23,8 @@ public enum BLAS {
     ///   OpenBLAS is ahead, so OpenBLAS keeps those.
     /// - AVX-512 hosts (Zen 4): oneDNN is ahead on every linear product, the weight gradients
     ///   included (1.1–1.3×), but OpenBLAS's AVX-512 kernels are ahead on the per-head attention
-    ///   products up to 65 tokens (4× at 17 × 17 × 64, MAE's encoder on tiny32; 1.2× at 65 × 65 × 64)
-    ///   and on Q·Kᵀ at 197 tokens (1.03–1.08×), while oneDNN keeps P·V and Pᵀ·dO at 197 tokens
+    ///   products up to 65 tokens (3.4–4× at 17 × 17 × 64, MAE's encoder on tiny32; 1.2× at 65 × 65 × 64)
+    ///   and on Q·Kᵀ at 197 tokens (1.00–1.08×), while oneDNN keeps P·V and Pᵀ·dO at 197 tokens
     ///   (1.06–1.37×). So A·Bᵀ products under 2²² multiply-adds and the others under 2²⁰ go to
     ///   OpenBLAS: attention products only, as every linear product is above both.
     @inline(__always)
