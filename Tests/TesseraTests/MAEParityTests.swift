@@ -51,6 +51,22 @@ final class MAEParityTests: XCTestCase {
             guard let g = p.grad else { XCTFail("no gradient for \(name)"); continue }
             XCTAssertLessThan(relativeError(g.array, ref), 1e-4, name)
         }
+
+        // The training step's loss-only pass (last decoder block, norm and head on the removed
+        // patches only): the same loss and gradients, and no prediction.
+        let lean = smallMAE(variant)
+        _ = try lean.load(state: params, strict: false)
+        let ctx = Context(training: true)
+        ctx.lossOnly = true
+        let o = lean.forward(images: Tensor(iv, shape: ishape), draws: Tensor(nv, shape: nshape), ctx: ctx)
+        XCTAssertNil(o.prediction)
+        o.loss.backward()
+        XCTAssertEqual(Double(o.loss.item), refLoss, accuracy: 1e-5 * abs(refLoss))
+        for (name, p) in lean.namedParameters() {
+            let ref = try f.readFloats("f32/grads/\(name)").values
+            guard let g = p.grad else { XCTFail("loss-only: no gradient for \(name)"); continue }
+            XCTAssertLessThan(relativeError(g.array, ref), 1e-4, "loss-only: " + name)
+        }
     }
 
     func testOfficialMAEMatchesPyTorch() throws { try check(variant: .official, file: "mae_official.h5") }

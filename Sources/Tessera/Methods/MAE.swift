@@ -158,7 +158,21 @@ public final class MAE: Module, PretrainMethod {
         var z = gatherTokens(tokens, masking.restore, count: l)
         if clsOut { z = concat([slice(y, axis: 1, start: 0, length: 1), z], axis: 1) }
         z = z + decoderPosEmbed
-        for blk in decoderBlocks.items { z = blk(z, ctx: ctx) }
+        let blocks = decoderBlocks.items
+        if ctx.lossOnly, let last = blocks.last, k < l {
+            // Only the removed patches' rows reach the loss: the last block attends from those rows
+            // to all of them (its keys and values still cover every token), and the norm and head
+            // run on those rows alone.
+            for blk in blocks.dropLast() { z = blk(z, ctx: ctx) }
+            let removed = masking.removedIndices, m = l - k
+            let rows = clsOut ? removed.map { $0 + 1 } : removed
+            let out = last.cross(gatherTokens(z, rows, count: m), z, ctx: ctx)
+            let pred = decoderPred(decoderNorm(out))
+            let loss = maskedPatchMSE(pred, gatherTokens(target(images), removed, count: m),
+                                      mask: [Float](repeating: 1, count: b * m))
+            return PretrainOutput(loss: loss, prediction: nil, mask: masking.mask)
+        }
+        for blk in blocks { z = blk(z, ctx: ctx) }
         var pred = decoderPred(decoderNorm(z))
         if clsOut { pred = slice(pred, axis: 1, start: 1, length: l) }
 

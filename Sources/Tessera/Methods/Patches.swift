@@ -130,4 +130,12 @@ public struct RandomMasking {
         for bi in 0..<batch { out += shuffle[(bi * length)..<(bi * length + keep)] }
         return out
     }
+
+    /// The removed indices in ascending patch order, [B·(L − keep)]: the rows the loss reads.
+    public var removedIndices: [Int] {
+        var out: [Int] = []
+        out.reserveCapacity(batch * (length - keep))
+        for bi in 0..<batch { out += shuffle[(bi * length + keep)..<((bi + 1) * length)].sorted() }
+        return out
+    }
 }

@@ -26,6 +26,9 @@ public enum PretrainStep {
         let b = batch.count
         let n = min(replicas, b)
         guard n > 1, method.splitsByImage else {
+            let saved = ctx.lossOnly
+            ctx.lossOnly = true
+            defer { ctx.lossOnly = saved }
             let out = method.forward(batch, ctx: ctx)
             return StepResult(loss: out.loss.backwardIfFinite(scale: scale), terms: sortedTerms(out.terms))
         }
@@ -37,6 +40,7 @@ public enum PretrainStep {
             let out = out
             Replicas.run(n, leaves: method.namedParameters().map(\.tensor)) { r in
                 let partCtx = Context(training: ctx.training, rng: seeds[r])
+                partCtx.lossOnly = true
                 let o = method.forward(batch.rows(rows[r]), ctx: partCtx)
                 out[r] = StepResult(loss: o.loss.backwardIfFinite(scale: scale * weights[r]), terms: sortedTerms(o.terms))
             }

@@ -4,6 +4,11 @@
 public final class Context {
     public var training: Bool
     public var rng: RandomGenerator
+    /// The caller reads only the loss (and its gradients), not a method's other outputs, so a method
+    /// may skip rows no loss term reads: MAE then runs its last decoder block, norm and prediction
+    /// head on the removed patches only and returns no prediction. Same loss and gradients, within
+    /// float rounding. The training step sets it; parity checks and pictures leave it off.
+    public var lossOnly = false
 
     public init(training: Bool, rng: RandomGenerator = RandomGenerator(seed: 0)) {
         self.training = training
