@@ -41,6 +41,28 @@ final class NormActivationGradTests: XCTestCase {
         }
     }
 
+    /// fc1's bias folded into geluLinear's sweeps: GELU(x·W1ᵀ + b1)·W2ᵀ + b2 from the bias-free product.
+    func testGeluLinearWithInputBias() {
+        let x = randn([2, 3, 6], seed: 31), w1 = randn([8, 6], seed: 32, std: 0.5), b1 = randn([8], seed: 33)
+        let w2 = randn([5, 8], seed: 34), b2 = randn([5], seed: 35)
+        gradCheck(inputs: [x, w1, b1, w2, b2], label: "input bias") { v in
+            geluLinear(linear(v[0], v[1]), v[3], v[4], inputBias: v[2])
+        }
+        // The same values as fc1 adding its own bias.
+        let fused = geluLinear(linear(x, w1), w2, b2, inputBias: b1), plain = linear(gelu(linear(x, w1, b1)), w2, b2)
+        assertClose(fused.array, plain.array, tol: 1e-6, "geluLinear with input bias, forward")
+        // Only the biases and x trainable (both weights frozen: no GELU(h) for dW2, dh still needed
+        // for b1); only b1 trainable (h itself has no gradient); dh accumulated into (h read twice).
+        gradCheck(inputs: [x, b1, b2], label: "input bias, frozen weights") { v in
+            geluLinear(linear(v[0], w1), w2, v[2], inputBias: v[1])
+        }
+        gradCheck(inputs: [b1], label: "input bias only") { v in geluLinear(linear(x, w1), w2, b2, inputBias: v[0]) }
+        // Large enough for the parallel paths (two parts, partial bias sums merged).
+        gradCheck(inputs: [randn([64, 40], seed: 36), randn([96, 40], seed: 37, std: 0.1), randn([96], seed: 38),
+                           randn([48, 96], seed: 39, std: 0.1), randn([48], seed: 40)],
+                  samples: 24, label: "input bias, large") { v in geluLinear(linear(v[0], v[1]), v[3], v[4], inputBias: v[2]) }
+    }
+
     func testLayerNormForward() {
         let y = layerNorm(Tensor([1, 2, 3, 4], shape: [1, 4]), weight: Tensor([1, 1, 2, 2], shape: [4]),
                           bias: Tensor([0, 0, 0, 1], shape: [4]), eps: 0)

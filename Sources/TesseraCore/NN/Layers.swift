@@ -51,16 +51,17 @@ public final class Mlp: Module {
         child("fc2", fc2)
     }
 
-    /// fc2(GELU(fc1(x))), with GELU recomputed in backward instead of stored (see `geluLinear`).
-    /// Without a tape (inference, feature extraction) GELU overwrites fc1's output, this call's own
-    /// buffer, so one hidden-sized tensor is alive instead of two.
+    /// fc2(GELU(fc1(x))), with GELU recomputed in backward instead of stored and fc1's bias added
+    /// (and its gradient summed) in GELU's sweeps (see `geluLinear`). Without a tape (inference,
+    /// feature extraction) GELU overwrites fc1's output, this call's own buffer, so one hidden-sized
+    /// tensor is alive instead of two.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let h = fc1(x)
         guard Autograd.isEnabled else {
+            let h = fc1(x)
             geluInPlace(h)
             return fc2(h)
         }
-        return geluLinear(h, fc2.weight, fc2.bias)
+        return geluLinear(linear(x, fc1.weight), fc2.weight, fc2.bias, inputBias: fc1.bias)
     }
 }
 
