@@ -24,6 +24,21 @@ final class ArithmeticGradTests: XCTestCase {
         }
     }
 
+    /// The skip connection added in the product's pass: with and without a bias, an intermediate
+    /// residual, one read by another op as well, and the residual being the input itself.
+    func testLinearResidual() {
+        let x = randn([2, 3, 5], seed: 12), w = randn([5, 5], seed: 13), b = randn([5], seed: 14), r = randn([2, 3, 5], seed: 15)
+        gradCheck(inputs: [x, w, b, r], label: "bias") { v in linear(v[0], v[1], v[2], residual: v[3]) }
+        gradCheck(inputs: [x, w, r], label: "no bias") { v in linear(v[0], v[1], residual: v[2]) }
+        gradCheck(inputs: [x, w, b, r], label: "intermediate, read twice") { v in
+            let u = v[3] * 2
+            return linear(v[0], v[1], v[2], residual: u) * u
+        }
+        gradCheck(inputs: [x, w, b], label: "input as residual") { v in linear(v[0], v[1], v[2], residual: v[0]) }
+        assertClose(linear(x, w, b, residual: r).array, (linear(x, w, b) + r).array, tol: 1e-6, "residual forward")
+        assertClose(linear(x, w, residual: r).array, (linear(x, w) + r).array, tol: 1e-6, "residual forward, no bias")
+    }
+
     func testLinearForward() {
         let x = Tensor([1, 2, 3, 4, 5, 6], shape: [2, 3])
         let w = Tensor([1, 0, -1, 2, 1, 0], shape: [2, 3])

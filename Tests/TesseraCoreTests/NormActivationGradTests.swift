@@ -43,6 +43,7 @@ final class NormActivationGradTests: XCTestCase {
 
     /// fc1's bias folded into geluLinear's sweeps: GELU(x·W1ᵀ + b1)·W2ᵀ + b2 from the bias-free product.
     func testGeluLinearWithInputBias() {
+        func h0() -> Tensor { uniform([2, 3, 8], seed: 44, lo: -3, hi: 3) }
         let x = randn([2, 3, 6], seed: 31), w1 = randn([8, 6], seed: 32, std: 0.5), b1 = randn([8], seed: 33)
         let w2 = randn([5, 8], seed: 34), b2 = randn([5], seed: 35)
         gradCheck(inputs: [x, w1, b1, w2, b2], label: "input bias") { v in
@@ -57,6 +58,17 @@ final class NormActivationGradTests: XCTestCase {
             geluLinear(linear(v[0], w1), w2, v[2], inputBias: v[1])
         }
         gradCheck(inputs: [b1], label: "input bias only") { v in geluLinear(linear(x, w1), w2, b2, inputBias: v[0]) }
+        // A skip connection added in fc2's pass: an intermediate residual, and one read elsewhere too.
+        gradCheck(inputs: [x, w1, b1, w2, b2, randn([2, 3, 5], seed: 41)], label: "input bias, residual") { v in
+            geluLinear(linear(v[0], v[1]), v[3], v[4], inputBias: v[2], residual: v[5] + v[5])
+        }
+        gradCheck(inputs: [h0(), w2, randn([2, 3, 5], seed: 42)], label: "residual read twice") { v in
+            let r = v[2] * 1.5
+            return geluLinear(v[0], v[1], residual: r) * r
+        }
+        let r = randn([2, 3, 5], seed: 43)
+        assertClose(geluLinear(linear(x, w1), w2, b2, inputBias: b1, residual: r).array, (plain + r).array, tol: 1e-6,
+                    "geluLinear with a residual, forward")
         // Large enough for the parallel paths (two parts, partial bias sums merged).
         gradCheck(inputs: [randn([64, 40], seed: 36), randn([96, 40], seed: 37, std: 0.1), randn([96], seed: 38),
                            randn([48, 96], seed: 39, std: 0.1), randn([48], seed: 40)],

@@ -8,6 +8,9 @@ final class ParallelPathGradTests: TwoThreadsTestCase {
     func testLinearLarge() {
         let x = randn([256, 128], seed: 1, std: 0.5), w = randn([192, 128], seed: 2, std: 0.1), b = randn([192], seed: 3)
         gradCheck(inputs: [x, w, b], samples: 24) { v in linear(v[0], v[1], v[2]) }
+        gradCheck(inputs: [x, w, b, randn([256, 192], seed: 9)], samples: 24, label: "residual") { v in
+            linear(v[0], v[1], v[2], residual: v[3])
+        }
     }
 
     func testMatmulLarge() {

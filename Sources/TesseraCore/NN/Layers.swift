@@ -55,13 +55,14 @@ public final class Mlp: Module {
     /// (and its gradient summed) in GELU's sweeps (see `geluLinear`). Without a tape (inference,
     /// feature extraction) GELU overwrites fc1's output, this call's own buffer, so one hidden-sized
     /// tensor is alive instead of two.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    /// A `residual` (the output's shape) is added in fc2's own pass (see `linear(_:_:_:residual:)`).
+    public func callAsFunction(_ x: Tensor, residual: Tensor? = nil) -> Tensor {
         guard Autograd.isEnabled else {
             let h = fc1(x)
             geluInPlace(h)
-            return fc2(h)
+            return linear(h, fc2.weight, fc2.bias, residual: residual)
         }
-        return geluLinear(linear(x, fc1.weight), fc2.weight, fc2.bias, inputBias: fc1.bias)
+        return geluLinear(linear(x, fc1.weight), fc2.weight, fc2.bias, inputBias: fc1.bias, residual: residual)
     }
 }
 

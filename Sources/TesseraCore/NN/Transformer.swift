@@ -59,9 +59,10 @@ public final class Attention: Module {
         return concat([qBias, Tensor.zeros([dim]), vBias], axis: 0)
     }
 
-    /// Self-attention over x [B, L, D] with an optional additive mask [B, L, L] or [L, L].
-    public func callAsFunction(_ x: Tensor, mask: Tensor? = nil) -> Tensor {
-        forward(x, mask: mask, keepProbabilities: false).output
+    /// Self-attention over x [B, L, D] with an optional additive mask [B, L, L] or [L, L]; a
+    /// `residual` (x's shape) is added to the output in the projection's own pass.
+    public func callAsFunction(_ x: Tensor, mask: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
+        forward(x, mask: mask, keepProbabilities: false, residual: residual).output
     }
 
     /// Self-attention that also returns the softmax probabilities [B, heads, L, L] (no gradient).
@@ -70,7 +71,8 @@ public final class Attention: Module {
         return (r.output, r.probabilities!)
     }
 
-    private func forward(_ x: Tensor, mask: Tensor?, keepProbabilities keep: Bool) -> (output: Tensor, probabilities: Tensor?) {
+    private func forward(_ x: Tensor, mask: Tensor?, keepProbabilities keep: Bool,
+                         residual: Tensor? = nil) -> (output: Tensor, probabilities: Tensor?) {
         let r: (output: Tensor, probabilities: Tensor?)
         switch layout {
         case .fused:
@@ -83,7 +85,7 @@ public final class Attention: Module {
             r = attentionCore(q: linear(x, q!.weight, qBias), k: k!(x), v: linear(x, v!.weight, vBias), heads: heads, mask: mask,
                               keepProbabilities: keep)
         }
-        return (proj(r.output), r.probabilities)
+        return (linear(r.output, proj.weight, proj.bias, residual: residual), r.probabilities)
     }
 
     /// Cross-attention: queries from xq [B, Lq, D], keys and values from xkv [B, Lk, D].
@@ -93,8 +95,8 @@ public final class Attention: Module {
 
     /// Cross-attention with separate key and value inputs, xk and xv [B, Lk, D] (CAE normalises and
     /// positions them differently).
-    public func cross(_ xq: Tensor, keys xk: Tensor, values xv: Tensor, mask: Tensor? = nil) -> Tensor {
-        crossForward(xq, keys: xk, values: xv, mask: mask, keepProbabilities: false).output
+    public func cross(_ xq: Tensor, keys xk: Tensor, values xv: Tensor, mask: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
+        crossForward(xq, keys: xk, values: xv, mask: mask, keepProbabilities: false, residual: residual).output
     }
 
     /// `cross(_:keys:values:mask:)` that also returns the probabilities [B, heads, Lq, Lk] (no gradient).
@@ -104,7 +106,7 @@ public final class Attention: Module {
     }
 
     private func crossForward(_ xq: Tensor, keys xk: Tensor, values xv: Tensor, mask: Tensor?,
-                              keepProbabilities keep: Bool) -> (output: Tensor, probabilities: Tensor?) {
+                              keepProbabilities keep: Bool, residual: Tensor? = nil) -> (output: Tensor, probabilities: Tensor?) {
         let qx: Tensor, kx: Tensor, vx: Tensor
         switch layout {
         case .split:
@@ -121,7 +123,7 @@ public final class Attention: Module {
             qx = part(0, xq); kx = part(1, xk); vx = part(2, xv)
         }
         let r = attentionCore(q: qx, k: kx, v: vx, heads: heads, mask: mask, keepProbabilities: keep)
-        return (proj(r.output), r.probabilities)
+        return (linear(r.output, proj.weight, proj.bias, residual: residual), r.probabilities)
     }
 }
 
@@ -166,6 +168,12 @@ public final class Block: Module {
 
     /// Self-attention block over x [B, L, D].
     public func callAsFunction(_ x: Tensor, mask: Tensor? = nil, ctx: Context) -> Tensor {
+        if gamma1 == nil && gamma2 == nil && !(dropPath > 0 && ctx.training) {
+            // Plain skip connections: each added in its branch's last product (same values, two
+            // passes over the tokens fewer per branch).
+            let h = attn(norm1(x), mask: mask, residual: x)
+            return mlp(norm2(h), residual: h)
+        }
         let h = residual(x, attn(norm1(x), mask: mask), gamma1, ctx)
         return residual(h, mlp(norm2(h)), gamma2, ctx)
     }
@@ -179,6 +187,11 @@ public final class Block: Module {
 
     /// Cross-attention block (SAIM query stream): g attends to h; the same norm1 normalises both.
     public func cross(_ g: Tensor, _ h: Tensor, mask: Tensor? = nil, ctx: Context) -> Tensor {
+        if gamma1 == nil && gamma2 == nil && !(dropPath > 0 && ctx.training) {
+            let hn = norm1(h)
+            let y = attn.cross(norm1(g), keys: hn, values: hn, mask: mask, residual: g)
+            return mlp(norm2(y), residual: y)
+        }
         let y = residual(g, attn.cross(norm1(g), norm1(h), mask: mask), gamma1, ctx)
         return residual(y, mlp(norm2(y)), gamma2, ctx)
     }

@@ -10,7 +10,9 @@
 /// GELU (h then holds fc1's full output, in place), and the backward sweep sums its gradient from
 /// dh as it writes it, so no separate pass over dh is needed either. h must then be a fresh product
 /// read by nothing else (`Mlp` passes `linear(x, fc1.weight)`).
-public func geluLinear(_ h: Tensor, _ w: Tensor, _ b: Tensor? = nil, inputBias b1: Tensor? = nil) -> Tensor {
+/// `residual` is the block's skip connection, added to y as in `linear(_:_:_:residual:)`.
+public func geluLinear(_ h: Tensor, _ w: Tensor, _ b: Tensor? = nil, inputBias b1: Tensor? = nil,
+                       residual: Tensor? = nil) -> Tensor {
     let hidden = w.shape[1], outF = w.shape[0]
     precondition(h.shape.last == hidden, "tessera: geluLinear: input \(h.shape) does not end in \(hidden) (weight \(w.shape))")
     if let b1 { precondition(b1.shape == [hidden], "tessera: geluLinear: input bias \(b1.shape) for hidden width \(hidden)") }
@@ -29,11 +31,12 @@ public func geluLinear(_ h: Tensor, _ w: Tensor, _ b: Tensor? = nil, inputBias b
                 }
             }
         }
-        y = Autograd.noGrad { linear(a, w, b) }
+        y = Autograd.noGrad { linear(a, w, b, residual: residual) }
     } else {
-        y = Autograd.noGrad { linear(gelu(h), w, b) }
+        y = Autograd.noGrad { linear(gelu(h), w, b, residual: residual) }
     }
-    Autograd.record(y, [h, w, b, b1]) { g in
+    let sr = residual?.slot
+    Autograd.record(y, [h, w, b, b1, residual]) { g in
         let hp = h.data
         // dh = (g · W) ⊙ GELU'(h): the product first, so that the sweep computing GELU(h) (for fc2's
         // weight gradient) and GELU'(h) (one exponential and one erf for both) applies the
@@ -120,6 +123,8 @@ public func geluLinear(_ h: Tensor, _ w: Tensor, _ b: Tensor? = nil, inputBias b
             let (db, beta) = s.target()
             Kernels.sumRows(g.data, rows: n, cols: outF, into: db.data, accumulate: beta != 0)
         }
+        // Last: the output gradient belongs to this step, so the residual takes it as it is.
+        sr?.accumulate(g, owned: true)
     }
     return y
 }

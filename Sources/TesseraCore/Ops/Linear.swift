@@ -1,20 +1,42 @@
-/// y = x · Wᵀ + b, with x [..., in], W [out, in] (PyTorch layout), b [out]; y [..., out].
-public func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
+/// y = x · Wᵀ + b (+ residual), with x [..., in], W [out, in] (PyTorch layout), b [out]; y [..., out].
+///
+/// `residual` (y's shape) is a block's skip connection, added in the same pass that first writes y
+/// (the product then accumulates onto it): one pass over y instead of a bias copy and a separate
+/// addition, and in backward the residual adopts the output gradient instead of a copy of it.
+public func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil, residual: Tensor? = nil) -> Tensor {
     precondition(w.rank == 2, "tessera: linear weight must be [out, in], got \(w.shape)")
     let inF = w.shape[1], outF = w.shape[0]
     precondition(x.rank >= 1 && x.shape.last == inF, "tessera: linear: input \(x.shape) does not end in \(inF) (weight \(w.shape))")
     if let b { precondition(b.shape == [outF], "tessera: linear bias \(b.shape) for weight \(w.shape)") }
     let n = x.count / inF
     let y = Tensor(shape: Array(x.shape.dropLast()) + [outF])
-    if let b {
+    if let residual { checkShapes(residual.shape, y.shape, "linear residual") }
+    switch (b, residual) {
+    case let (b?, r?):
+        let yp = y.data, bp = b.data, rp = r.data
+        Parallel.forRange(n, costPerItem: outF, minCost: 1 << 17) { rows in
+            for i in rows {
+                let yr = yp + i * outF, rr = rp + i * outF
+                for j in 0..<outF { yr[j] = rr[j] + bp[j] }
+            }
+        }
+    case let (b?, nil):
         let yp = y.data, bp = b.data
         Parallel.forRange(n, costPerItem: outF, minCost: 1 << 17) { r in
             for i in r { (yp + i * outF).update(from: bp, count: outF) }
         }
+    case let (nil, r?):
+        let yp = y.data, rp = r.data
+        Parallel.forRange(n, costPerItem: outF, minCost: 1 << 17) { rows in
+            (yp + rows.lowerBound * outF).update(from: rp + rows.lowerBound * outF, count: rows.count * outF)
+        }
+    case (nil, nil):
+        break
     }
     BLAS.gemm(transB: true, m: n, n: outF, k: inF, a: x.data, lda: inF, b: w.data, ldb: inF,
-              beta: b == nil ? 0 : 1, c: y.data, ldc: outF)
-    Autograd.record(y, [x, w, b]) { g in
+              beta: b == nil && residual == nil ? 0 : 1, c: y.data, ldc: outF)
+    let sr = residual?.slot  // the residual's values are not needed for backward
+    Autograd.record(y, [x, w, b, residual]) { g in
         // g [n, out]
         if let s = x.slot {
             let (dx, beta) = s.target()  // dx[n, in] (+)= g[n, out] · W[out, in]
@@ -28,6 +50,8 @@ public func linear(_ x: Tensor, _ w: Tensor, _ b: Tensor? = nil) -> Tensor {
             let (db, beta) = s.target()
             Kernels.sumRows(g.data, rows: n, cols: outF, into: db.data, accumulate: beta != 0)
         }
+        // Last: the output gradient belongs to this step, so the residual takes it as it is.
+        sr?.accumulate(g, owned: true)
     }
     return y
 }
