@@ -346,8 +346,8 @@ public enum TrainBenchmark {
 
     /// "SGEMM on the model's linear shapes: 1 thread X GFLOP/s, N threads Y GFLOP/s".
     static func sgemmLine(_ r: (one: Double, all: Double)) -> String {
-        String(format: "SGEMM on tiny32's linear shapes (OpenBLAS, single-threaded calls): 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s",
-               r.one, Parallel.threads, r.all)
+        String(format: "SGEMM on tiny32's linear shapes (%@, single-threaded calls): 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s",
+               BLAS.libraryName(transA: false, transB: true, m: 64 * 65, n: 576, k: 192), r.one, Parallel.threads, r.all)
     }
 
     static func median(_ v: [Double]) -> Double {

@@ -36,6 +36,11 @@ public enum BLAS {
         }
     }
 
+    /// The library that runs this product here, as benchmark tables print it.
+    public static func libraryName(transA: Bool, transB: Bool, m: Int, n: Int, k: Int) -> String {
+        prefersDNNL(transA, transB, m, n, k) ? "oneDNN" : "OpenBLAS"
+    }
+
     /// The `auto` rule for either kind of host (so both can be tested on one).
     @inline(__always)
     public static func autoPrefersDNNL(avx512: Bool, _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int) -> Bool {
