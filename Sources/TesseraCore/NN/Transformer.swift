@@ -166,11 +166,16 @@ public final class Block: Module {
         residualBranch(x, branch, gamma: gamma, dropPath: dropPath, ctx: ctx)
     }
 
+    /// No layer scale and no active drop path: each skip connection is a plain addition, which the
+    /// branch's last product can take on (`linear(_:_:_:residual:)`; same values, two passes over
+    /// the tokens fewer per branch).
+    private func plainSkips(_ ctx: Context) -> Bool {
+        gamma1 == nil && gamma2 == nil && !(dropPath > 0 && ctx.training)
+    }
+
     /// Self-attention block over x [B, L, D].
     public func callAsFunction(_ x: Tensor, mask: Tensor? = nil, ctx: Context) -> Tensor {
-        if gamma1 == nil && gamma2 == nil && !(dropPath > 0 && ctx.training) {
-            // Plain skip connections: each added in its branch's last product (same values, two
-            // passes over the tokens fewer per branch).
+        if plainSkips(ctx) {
             let h = attn(norm1(x), mask: mask, residual: x)
             return mlp(norm2(h), residual: h)
         }
@@ -187,7 +192,7 @@ public final class Block: Module {
 
     /// Cross-attention block (SAIM query stream): g attends to h; the same norm1 normalises both.
     public func cross(_ g: Tensor, _ h: Tensor, mask: Tensor? = nil, ctx: Context) -> Tensor {
-        if gamma1 == nil && gamma2 == nil && !(dropPath > 0 && ctx.training) {
+        if plainSkips(ctx) {
             let hn = norm1(h)
             let y = attn.cross(norm1(g), keys: hn, values: hn, mask: mask, residual: g)
             return mlp(norm2(y), residual: y)
