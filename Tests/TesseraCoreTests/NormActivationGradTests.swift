@@ -53,7 +53,8 @@ final class NormActivationGradTests: XCTestCase {
         let fused = geluLinear(linear(x, w1), w2, b2, inputBias: b1), plain = linear(gelu(linear(x, w1, b1)), w2, b2)
         assertClose(fused.array, plain.array, tol: 1e-6, "geluLinear with input bias, forward")
         // Only the biases and x trainable (both weights frozen: no GELU(h) for dW2, dh still needed
-        // for b1); only b1 trainable (h itself has no gradient); dh accumulated into (h read twice).
+        // for b1); only b1 trainable (h itself has no gradient). h read by another op as well is
+        // refused (a precondition), since the bias is added to it in place.
         gradCheck(inputs: [x, b1, b2], label: "input bias, frozen weights") { v in
             geluLinear(linear(v[0], w1), w2, v[2], inputBias: v[1])
         }
