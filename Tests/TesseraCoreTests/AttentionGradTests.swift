@@ -125,6 +125,50 @@ final class AttentionGradTests: XCTestCase {
         assertClose(y.array, ref, tol: 1e-6, "cross-attention values")
     }
 
+    /// Head widths that are a multiple of 16 take the register-tiled products (SmallGemm), with the
+    /// logits rows padded to 16 columns: rows and tokens not a multiple of 4 or 16, both mask kinds,
+    /// cross-attention with k = v, kept probabilities, and past 128 tokens, where P·V and the
+    /// gradient products go back to the library while Q·Kᵀ stays tiled.
+    func testTiledHeadWidths() {
+        let (b, l, d, heads) = (2, 19, 32, 2)
+        let qkv = randn([b, l, 3 * d], seed: 21)
+        let mask = saimMask(batch: b, patches: l - 1, strict: false, seed: 22)
+        gradCheck(inputs: [qkv], samples: 400, label: "hd 16, 19 tokens") { v in selfAttention(qkv: v[0], heads: heads) }
+        gradCheck(inputs: [qkv], samples: 400, label: "hd 16, [B,L,L] mask") { v in selfAttention(qkv: v[0], heads: heads, mask: mask) }
+        for m in [nil, mask] {
+            let y = selfAttention(qkv: qkv.detach(), heads: heads, mask: m)
+            let ref = referenceAttention(q: qkv, qStride: 3 * d, qOff: 0, k: qkv, kStride: 3 * d, kOff: d, v: qkv, vStride: 3 * d,
+                                         vOff: 2 * d, b: b, lq: l, lk: l, d: d, heads: heads, mask: m)
+            assertClose(y.array, ref, tol: 1e-5, "tiled selfAttention values")
+            let (y2, p) = selfAttentionWithProbabilities(qkv: qkv.detach(), heads: heads, mask: m)
+            assertClose(y2.array, y.array, tol: 1e-6, "with probabilities")
+            XCTAssertEqual(p.shape, [b, heads, l, l])
+            for row in 0..<(b * heads * l) {
+                XCTAssertEqual((0..<l).reduce(Float(0)) { $0 + p[row * l + $1] }, 1, accuracy: 1e-5)
+            }
+        }
+        gradCheck(inputs: [qkv], samples: 300, label: "hd 16, kept probabilities") { v in
+            selfAttentionWithProbabilities(qkv: v[0], heads: heads, mask: mask).output
+        }
+        // Cross-attention, head width 32, keys and values from one tensor, a shared [Lq, Lk] mask.
+        let (lq, lk, dc) = (6, 21, 64)
+        let q = randn([b, lq, dc], seed: 23), kv = randn([b, lk, dc], seed: 24)
+        let shared = Tensor.zeros([lq, lk])
+        for i in 0..<lq { for j in 0..<lk where (i * 7 + j) % 5 == 2 { shared[i * lk + j] = -.infinity } }
+        gradCheck(inputs: [q, kv], samples: 400, label: "hd 32, k = v") { t in attention(q: t[0], k: t[1], v: t[1], heads: 2, mask: shared) }
+        let yc = attention(q: q.detach(), k: kv.detach(), v: kv.detach(), heads: 2, mask: shared)
+        let refc = referenceAttention(q: q, qStride: dc, qOff: 0, k: kv, kStride: dc, kOff: 0, v: kv, vStride: dc, vOff: 0,
+                                      b: b, lq: lq, lk: lk, d: dc, heads: 2, mask: shared)
+        assertClose(yc.array, refc, tol: 1e-5, "tiled cross-attention values")
+        // 130 tokens: P·V and the gradient products through the library.
+        let long = randn([1, 130, 48], seed: 25)
+        gradCheck(inputs: [long], samples: 300, label: "hd 16, 130 tokens") { v in selfAttention(qkv: v[0], heads: 1) }
+        let yl = selfAttention(qkv: long.detach(), heads: 1)
+        let refl = referenceAttention(q: long, qStride: 48, qOff: 0, k: long, kStride: 48, kOff: 16, v: long, vStride: 48,
+                                      vOff: 32, b: 1, lq: 130, lk: 130, d: 16, heads: 1, mask: nil)
+        assertClose(yl.array, refl, tol: 1e-5, "130-token values")
+    }
+
     func testAttentionSameTensor() {
         let x = randn([b, l, d], seed: 10)
         gradCheck(inputs: [x], label: "q = k = v") { t in attention(q: t[0], k: t[0], v: t[0], heads: heads) }

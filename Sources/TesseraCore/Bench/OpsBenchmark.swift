@@ -147,6 +147,60 @@ public enum OpsBenchmark {
         }
         out += String(format: "\nAll shapes once each: OpenBLAS %.1f GFLOP/s, oneDNN %.1f, auto %.1f (CPU: %@)\n",
                       total.flops / total.blas * 1e-9, total.flops / total.dnnl * 1e-9, total.flops / total.auto * 1e-9, cpuModel)
+        return out + "\n" + attentionComparison(reps: reps)
+    }
+
+    /// The per-head attention products through `BLAS.gemm` (the auto rule's library) against
+    /// `SmallGemm`, alternated call by call, single-threaded: GFLOP/s of the best of `reps` timings.
+    /// Q·Kᵀ's SmallGemm time includes transposing K into its padded layout.
+    static func attentionComparison(reps: Int) -> String {
+        var out = "Per-head attention products: library (auto rule) against SmallGemm, GFLOP/s\n\n"
+        out += "| product | M×N×K | op | library | SmallGemm | SmallGemm ÷ library |\n|---|---|---|---:|---:|---:|\n"
+        var rng = RandomGenerator(seed: 3)
+        for (tag, l, hd) in [("tiny32", 65, 64), ("tiny32 enc", 17, 64), ("tiny32 dec", 65, 32),
+                             ("vits16", 197, 64), ("vits16 enc", 50, 64), ("vitb16 dec", 197, 32)] {
+            let lp = SmallGemm.padded(l)
+            // Token-major operands as attention reads them: a head's columns of rows 3·hd·3 wide.
+            let ld = 9 * hd
+            let x = Tensor.randn([l * ld], rng: &rng), y = Tensor.randn([l * ld], rng: &rng)
+            let p = Tensor.randn([l * lp], rng: &rng), c = Tensor.zeros([l * max(lp, ld)]), t = Tensor.zeros([hd * lp])
+            let calls = max(1, (1 << 25) / (2 * l * l * hd))
+            func timed(_ body: () -> Void) -> Double {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<calls { body() }
+                return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(calls)
+            }
+            let cases: [(String, String, () -> Void, () -> Void)] = [
+                ("q·kᵀ", "NT", {
+                    BLAS.gemm(transB: true, m: l, n: l, k: hd, a: x.data, lda: ld, b: y.data, ldb: ld, c: c.data, ldc: l, parallel: false)
+                }, {
+                    SmallGemm.transposePadded(y.data, ld: ld, rows: l, width: hd, into: t.data)
+                    SmallGemm.multiply(transA: false, m: l, n: lp, k: hd, alpha: 1, a: x.data, lda: ld, b: t.data, ldb: lp,
+                                       accumulate: false, c: c.data, ldc: lp)
+                }),
+                ("p·v", "NN", {
+                    BLAS.gemm(m: l, n: hd, k: l, a: p.data, lda: lp, b: y.data, ldb: ld, c: c.data, ldc: ld, parallel: false)
+                }, {
+                    SmallGemm.multiply(transA: false, m: l, n: hd, k: l, alpha: 1, a: p.data, lda: lp, b: y.data, ldb: ld,
+                                       accumulate: false, c: c.data, ldc: ld)
+                }),
+                ("pᵀ·g", "TN", {
+                    BLAS.gemm(transA: true, m: l, n: hd, k: l, a: p.data, lda: lp, b: y.data, ldb: ld, beta: 1, c: c.data, ldc: ld, parallel: false)
+                }, {
+                    SmallGemm.multiply(transA: true, m: l, n: hd, k: l, alpha: 1, a: p.data, lda: lp, b: y.data, ldb: ld,
+                                       accumulate: true, c: c.data, ldc: ld)
+                }),
+            ]
+            for (name, op, lib, small) in cases {
+                _ = timed(lib); _ = timed(small)
+                var best = (lib: Double.infinity, small: Double.infinity)
+                for _ in 0..<reps { best.lib = min(best.lib, timed(lib)); best.small = min(best.small, timed(small)) }
+                let f = 2 * Double(l * l * hd)
+                let dims = op == "NT" ? "\(l)×\(l)×\(hd)" : "\(l)×\(hd)×\(l)"
+                out += String(format: "| %@ attn %@ | %@ | %@ | %.1f | %.1f | %.2f |\n", tag, name, dims, op,
+                              f / best.lib * 1e-9, f / best.small * 1e-9, best.lib / best.small)
+            }
+        }
         return out
     }
 

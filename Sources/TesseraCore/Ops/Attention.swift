@@ -82,37 +82,66 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
     let qp = q.tensor.data, kp = k.tensor.data, vp = v.tensor.data
     let yp = y.data, mp = mask?.data, stp = stats?.data
     let cost = 4 * lq * lk * hd
+    // The register-tiled products (`SmallGemm`, `bench gemm`): Q·Kᵀ and dO·Vᵀ whenever the head width
+    // fits, the others up to 128 tokens (past that oneDNN's P·V and Pᵀ·dO are level or ahead). Their
+    // logits rows are padded to a multiple of 16 columns (`ls`), the padding left out of the softmax.
+    let tiled = SmallGemm.fits(headWidth: hd)
+    let tiledPV = tiled && max(lq, lk) <= 128
+    let ls = tiled ? SmallGemm.padded(lk) : lk
 
-    /// S = scale · Q_h · K_hᵀ (+ mask) for one (sample, head) into s [lq, lk].
-    func logits(_ task: Int, into s: UnsafeMutablePointer<Float>) {
+    /// S = scale · Q_h · K_hᵀ (+ mask) for one (sample, head) into s [lq, ls]; `t` is [hd, ls] scratch.
+    func logits(_ task: Int, into s: UnsafeMutablePointer<Float>, scratch t: UnsafeMutablePointer<Float>?) {
         let bi = task / h, hi = task % h
-        BLAS.gemm(transB: true, m: lq, n: lk, k: hd, alpha: scale,
-                  a: qp + bi * lq * q.stride + q.offset + hi * hd, lda: q.stride,
-                  b: kp + bi * lk * k.stride + k.offset + hi * hd, ldb: k.stride, c: s, ldc: lk, parallel: false)
+        let qh = qp + bi * lq * q.stride + q.offset + hi * hd, kh = kp + bi * lk * k.stride + k.offset + hi * hd
+        if let t {
+            SmallGemm.transposePadded(kh, ld: k.stride, rows: lk, width: hd, into: t)
+            SmallGemm.multiply(transA: false, m: lq, n: ls, k: hd, alpha: scale, a: qh, lda: q.stride, b: t, ldb: ls,
+                               accumulate: false, c: s, ldc: ls)
+        } else {
+            BLAS.gemm(transB: true, m: lq, n: lk, k: hd, alpha: scale, a: qh, lda: q.stride, b: kh, ldb: k.stride,
+                      c: s, ldc: ls, parallel: false)
+        }
         if let mp {
             let m = maskPerSample ? mp + bi * lq * lk : mp
-            for i in 0..<(lq * lk) { s[i] += m[i] }
+            for i in 0..<lq { for j in 0..<lk { s[i * ls + j] += m[i * lk + j] } }
+        }
+    }
+
+    /// C[m, hd] (+)= op(A) · B_h: P·V, dS·K (A [m, k]) or Pᵀ·dO, dSᵀ·Q (transA: A stored [k, m]).
+    func product(transA: Bool, m: Int, k kk: Int, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                 accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if tiledPV {
+            SmallGemm.multiply(transA: transA, m: m, n: hd, k: kk, alpha: 1, a: a, lda: lda, b: b, ldb: ldb,
+                               accumulate: accumulate, c: c, ldc: ldc)
+        } else {
+            BLAS.gemm(transA: transA, m: m, n: hd, k: kk, a: a, lda: lda, b: b, ldb: ldb, beta: accumulate ? 1 : 0,
+                      c: c, ldc: ldc, parallel: false)
         }
     }
 
     Parallel.forRange(b * h, costPerItem: cost, minCost: 1 << 18) { r in
-        let scratch = probs == nil ? Tensor(shape: [lq, lk]) : nil
+        let scratch = Tensor(shape: [lq, ls])
+        let transposed = tiled ? Tensor(shape: [hd, ls]) : nil
+        let s = scratch.data
         for task in r {
             let bi = task / h, hi = task % h
-            let s = probs.map { $0.data + task * lq * lk } ?? scratch!.data
-            logits(task, into: s)
+            logits(task, into: s, scratch: transposed?.data)
             if let stp {
                 for i in 0..<lq {
-                    let (m, inv) = Kernels.softmaxRowKeepingStats(s + i * lk, lk)
+                    let (m, inv) = Kernels.softmaxRowKeepingStats(s + i * ls, lk)
                     stp[2 * (task * lq + i)] = m
                     stp[2 * (task * lq + i) + 1] = inv
                 }
             } else {
-                for i in 0..<lq { Kernels.softmaxRow(s + i * lk, lk) }
+                for i in 0..<lq { Kernels.softmaxRow(s + i * ls, lk) }
+            }
+            if let probs {
+                let out = probs.data + task * lq * lk
+                for i in 0..<lq { (out + i * lk).update(from: s + i * ls, count: lk) }
             }
             // O_h[lq, hd] = P · V_h
-            BLAS.gemm(m: lq, n: hd, k: lk, a: s, lda: lk, b: vp + bi * lk * v.stride + v.offset + hi * hd, ldb: v.stride,
-                      c: yp + bi * lq * d + hi * hd, ldc: d, parallel: false)
+            product(transA: false, m: lq, k: lk, a: s, lda: ls, b: vp + bi * lk * v.stride + v.offset + hi * hd, ldb: v.stride,
+                    accumulate: false, c: yp + bi * lq * d + hi * hd, ldc: d)
         }
     }
     let inputs: [Tensor?] = [q.tensor, k.tensor, v.tensor]
@@ -125,17 +154,18 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
             let gp = g.data
             let dq = q.tensor.slot?.buffer(), dk = k.tensor.slot?.buffer(), dv = v.tensor.slot?.buffer()
             Parallel.forRange(b * h, costPerItem: (pp == nil ? 5 : 4) * cost / 2, minCost: 1 << 18) { r in
-                let dS = Tensor(shape: [lq, lk])
-                let recomputed = pp == nil ? Tensor(shape: [lq, lk]) : nil
-                let ds = dS.data
+                let dS = Tensor(shape: [lq, ls])
+                let recomputed = pp == nil ? Tensor(shape: [lq, ls]) : nil
+                let transposed = tiled ? Tensor(shape: [hd, ls]) : nil
+                let ds = dS.data, t = transposed?.data
                 for task in r {
                     let bi = task / h, hi = task % h
-                    let p: UnsafeMutablePointer<Float>
-                    if let pp { p = pp + task * lq * lk } else {
-                        p = recomputed!.data
-                        logits(task, into: p)
+                    let p: UnsafeMutablePointer<Float>, lp: Int
+                    if let pp { p = pp + task * lq * lk; lp = lk } else {
+                        p = recomputed!.data; lp = ls
+                        logits(task, into: p, scratch: t)
                         for i in 0..<lq {
-                            Kernels.softmaxRowReplaying(p + i * lk, lk, max: stp![2 * (task * lq + i)], inverseSum: stp![2 * (task * lq + i) + 1])
+                            Kernels.softmaxRowReplaying(p + i * ls, lk, max: stp![2 * (task * lq + i)], inverseSum: stp![2 * (task * lq + i) + 1])
                         }
                     }
                     let qOff = bi * lq * q.stride + q.offset + hi * hd
@@ -143,21 +173,26 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
                     let vOff = bi * lk * v.stride + v.offset + hi * hd
                     let go = gp + bi * lq * d + hi * hd
                     // dP = dO · V_hᵀ
-                    BLAS.gemm(transB: true, m: lq, n: lk, k: hd, a: go, lda: d, b: vp + vOff, ldb: v.stride, c: ds, ldc: lk, parallel: false)
+                    if let t {
+                        SmallGemm.transposePadded(vp + vOff, ld: v.stride, rows: lk, width: hd, into: t)
+                        SmallGemm.multiply(transA: false, m: lq, n: ls, k: hd, alpha: 1, a: go, lda: d, b: t, ldb: ls,
+                                           accumulate: false, c: ds, ldc: ls)
+                    } else {
+                        BLAS.gemm(transB: true, m: lq, n: lk, k: hd, a: go, lda: d, b: vp + vOff, ldb: v.stride, c: ds, ldc: ls, parallel: false)
+                    }
                     // dV_h += Pᵀ · dO
                     if let dv {
-                        BLAS.gemm(transA: true, m: lk, n: hd, k: lq, a: p, lda: lk, b: go, ldb: d, beta: 1,
-                                  c: dv.data + vOff, ldc: v.stride, parallel: false)
+                        product(transA: true, m: lk, k: lq, a: p, lda: lp, b: go, ldb: d, accumulate: true, c: dv.data + vOff, ldc: v.stride)
                     }
                     // dS = scale · P ⊙ (dP − rowsum(dP ⊙ P))
-                    for i in 0..<lq { Kernels.softmaxBackwardRowInPlace(p + i * lk, ds + i * lk, lk, scale: scale) }
+                    for i in 0..<lq { Kernels.softmaxBackwardRowInPlace(p + i * lp, ds + i * ls, lk, scale: scale) }
                     if let dq {  // dQ_h += dS · K_h
-                        BLAS.gemm(m: lq, n: hd, k: lk, a: ds, lda: lk, b: kp + kOff, ldb: k.stride, beta: 1,
-                                  c: dq.data + qOff, ldc: q.stride, parallel: false)
+                        product(transA: false, m: lq, k: lk, a: ds, lda: ls, b: kp + kOff, ldb: k.stride, accumulate: true,
+                                c: dq.data + qOff, ldc: q.stride)
                     }
                     if let dk {  // dK_h += dSᵀ · Q_h
-                        BLAS.gemm(transA: true, m: lk, n: hd, k: lq, a: ds, lda: lk, b: qp + qOff, ldb: q.stride, beta: 1,
-                                  c: dk.data + kOff, ldc: k.stride, parallel: false)
+                        product(transA: true, m: lk, k: lq, a: ds, lda: ls, b: qp + qOff, ldb: q.stride, accumulate: true,
+                                c: dk.data + kOff, ldc: k.stride)
                     }
                 }
             }
