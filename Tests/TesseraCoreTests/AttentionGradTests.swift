@@ -169,6 +169,16 @@ final class AttentionGradTests: XCTestCase {
         assertClose(yl.array, refl, tol: 1e-5, "130-token values")
     }
 
+    /// Backward recomputes the probabilities (from the kept row maxima and normalisers) when they
+    /// would take more memory than q, k and v: heads · Lk > 3 · width, here 2 · 13 > 24, on the
+    /// library's products (head width 4); the tiled products' recompute is the 130-token case above.
+    func testRecomputedProbabilities() {
+        let qkv = randn([2, 13, 24], seed: 26)
+        let mask = saimMask(batch: 2, patches: 12, strict: true, seed: 27)
+        gradCheck(inputs: [qkv], label: "recomputed") { v in selfAttention(qkv: v[0], heads: 2) }
+        gradCheck(inputs: [qkv], label: "recomputed, query mask") { v in selfAttention(qkv: v[0], heads: 2, mask: mask) }
+    }
+
     func testAttentionSameTensor() {
         let x = randn([b, l, d], seed: 10)
         gradCheck(inputs: [x], label: "q = k = v") { t in attention(q: t[0], k: t[0], v: t[0], heads: heads) }

@@ -1,10 +1,11 @@
 /// Multi-head scaled dot-product attention, computed per (sample, head) straight from token-major
 /// layouts (no permute copies): head h of a [B, L, ·] operand is columns `offset + h·hd ..< +hd`.
 /// Callers that ask for the softmax probabilities get them kept for backward, as PyTorch's eager
-/// attention does. Otherwise only each row's softmax max and normaliser are kept, and backward
-/// recomputes the probabilities from Q and K, as PyTorch's fused attention does: an [L, L] block
-/// per head instead of [B, heads, L, L] per layer (318 MiB in ViT-B/16 MAE's decoder at batch 16),
-/// for one more QKᵀ product per head. The recomputed probabilities are bit-for-bit those of the
+/// attention does, and so do short sequences whose probabilities take no more memory than q, k and v.
+/// Otherwise only each row's softmax max and normaliser are kept, and backward recomputes the
+/// probabilities from Q and K, as PyTorch's fused attention does: an [L, L] block per head instead
+/// of [B, heads, L, L] per layer (318 MiB in ViT-B/16 MAE's decoder at batch 16), for one more QKᵀ
+/// product per head. The recomputed probabilities are bit-for-bit those of the
 /// forward pass (same products, same row kernels), so the gradients are exactly as if kept.
 
 /// A token-major operand: rows of `stride` floats, the heads starting at column `offset`.
@@ -76,18 +77,22 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
     }
     let recording = Autograd.isEnabled && (q.tensor.requiresGrad || k.tensor.requiresGrad || v.tensor.requiresGrad)
     let probs = keepProbabilities ? Tensor(shape: [b, h, lq, lk]) : nil
-    // Without kept probabilities, backward needs each row's softmax max and normaliser: [b·h·lq, 2].
-    let stats = !keepProbabilities && recording ? Tensor(shape: [b * h * lq, 2]) : nil
-    let y = Tensor(shape: [b, lq, d])
-    let qp = q.tensor.data, kp = k.tensor.data, vp = v.tensor.data
-    let yp = y.data, mp = mask?.data, stp = stats?.data
-    let cost = 4 * lq * lk * hd
     // The register-tiled products (`SmallGemm`, `bench gemm`): Q·Kᵀ and dO·Vᵀ whenever the head width
     // fits, the others up to 128 tokens (past that oneDNN's P·V and Pᵀ·dO are level or ahead). Their
     // logits rows are padded to a multiple of 16 columns (`ls`), the padding left out of the softmax.
     let tiled = SmallGemm.fits(headWidth: hd)
     let tiledPV = tiled && max(lq, lk) <= 128
     let ls = tiled ? SmallGemm.padded(lk) : lk
+    // Short sequences keep their probabilities for backward when they take no more memory than the
+    // layer's q, k and v (heads · Lk ≤ 3 · width floats per query token: MAE's encoders and tiny32's
+    // decoder), which saves backward the recomputed Q·Kᵀ. Longer ones keep only each row's softmax
+    // max and normaliser, [b·h·lq, 2], and recompute.
+    let keptForBackward = !keepProbabilities && recording && h * ls <= 3 * d ? Tensor(shape: [b * h * lq * ls]) : nil
+    let stats = !keepProbabilities && keptForBackward == nil && recording ? Tensor(shape: [b * h * lq, 2]) : nil
+    let y = Tensor(shape: [b, lq, d])
+    let qp = q.tensor.data, kp = k.tensor.data, vp = v.tensor.data
+    let yp = y.data, mp = mask?.data, stp = stats?.data, keptp = keptForBackward?.data
+    let cost = 4 * lq * lk * hd
 
     /// S = scale · Q_h · K_hᵀ (+ mask) for one (sample, head) into s [lq, ls]; `t` is [hd, ls] scratch.
     func logits(_ task: Int, into s: UnsafeMutablePointer<Float>, scratch t: UnsafeMutablePointer<Float>?) {
@@ -120,11 +125,11 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
     }
 
     Parallel.forRange(b * h, costPerItem: cost, minCost: 1 << 18) { r in
-        let scratch = Tensor(shape: [lq, ls])
+        let scratch = keptp == nil ? Tensor(shape: [lq, ls]) : nil
         let transposed = tiled ? Tensor(shape: [hd, ls]) : nil
-        let s = scratch.data
         for task in r {
             let bi = task / h, hi = task % h
+            let s = keptp.map { $0 + task * lq * ls } ?? scratch!.data
             logits(task, into: s, scratch: transposed?.data)
             if let stp {
                 for i in 0..<lq {
@@ -150,18 +155,19 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
         // mask's too: `logits` reads it through a pointer).
         withExtendedLifetime(mask) {
             let qp = q.tensor.data, kp = k.tensor.data, vp = v.tensor.data
-            let pp = probs?.data, stp = stats?.data
+            let pp = probs?.data, stp = stats?.data, keptp = keptForBackward?.data
             let gp = g.data
             let dq = q.tensor.slot?.buffer(), dk = k.tensor.slot?.buffer(), dv = v.tensor.slot?.buffer()
-            Parallel.forRange(b * h, costPerItem: (pp == nil ? 5 : 4) * cost / 2, minCost: 1 << 18) { r in
+            let recomputing = pp == nil && keptp == nil
+            Parallel.forRange(b * h, costPerItem: (recomputing ? 5 : 4) * cost / 2, minCost: 1 << 18) { r in
                 let dS = Tensor(shape: [lq, ls])
-                let recomputed = pp == nil ? Tensor(shape: [lq, ls]) : nil
+                let recomputed = recomputing ? Tensor(shape: [lq, ls]) : nil
                 let transposed = tiled ? Tensor(shape: [hd, ls]) : nil
                 let ds = dS.data, t = transposed?.data
                 for task in r {
                     let bi = task / h, hi = task % h
                     let p: UnsafeMutablePointer<Float>, lp: Int
-                    if let pp { p = pp + task * lq * lk; lp = lk } else {
+                    if let pp { p = pp + task * lq * lk; lp = lk } else if let keptp { p = keptp + task * lq * ls; lp = ls } else {
                         p = recomputed!.data; lp = ls
                         logits(task, into: p, scratch: t)
                         for i in 0..<lq {
