@@ -375,7 +375,7 @@ public enum TrainBenchmark {
         let before = OpsBenchmark.sgemmRate()
         lines.append("CPU: \(OpsBenchmark.cpuModel). " + sgemmLine(before))
         lines.append("")
-        lines.append("model        framework        img/s per round        best img/s  GFLOP/s  %SGEMM  peak MiB   ×eager  ×compile")
+        lines.append("model          framework        img/s per round        best img/s  GFLOP/s  %SGEMM  peak MiB   ×eager  ×compile")
         for p in presets {
             var results: [String: [Measurement]] = [:]
             // The all-thread SGEMM rate probed at the start of each round, beside each measurement of it.
@@ -412,7 +412,7 @@ public enum TrainBenchmark {
             func best(_ f: String) -> Double? { results[f]?.map { rate($0, batch: p.batch) }.max() }
             for f in frameworks {
                 guard let ms = results[f], let b = best(f) else {
-                    lines.append(pad(p.name, 13) + pad(f, 17) + "failed")
+                    lines.append(pad(p.name, 15) + pad(f, 17) + "failed")
                     continue
                 }
                 let perRound = ms.map { String(format: "%.1f", rate($0, batch: p.batch)) }.joined(separator: " ")
@@ -421,7 +421,7 @@ public enum TrainBenchmark {
                 let vsCompile = best("torch compile").map { String(format: "%.2f", b / $0) } ?? "-"
                 // Share of SGEMM: each round's rate over the probe of that round, median over the rounds.
                 let share = median(zip(ms, roundSGEMM[f] ?? []).map { rate($0, batch: p.batch) * p.flopsPerImage / 1e9 / $1 })
-                lines.append(pad(p.name, 13) + pad(f, 17) + pad(perRound, 23)
+                lines.append(pad(p.name, 15) + pad(f, 17) + pad(perRound, 23)
                              + String(format: "%10.1f  %7.1f  %5.0f %%  %8.1f  ", b, b * p.flopsPerImage / 1e9,
                                       100 * share, peak)
                              + pad(vsEager, 7, left: true) + "  " + pad(vsCompile, 8, left: true))
