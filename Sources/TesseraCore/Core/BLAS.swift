@@ -27,6 +27,10 @@ public enum BLAS {
     ///   and on Q·Kᵀ at 197 tokens (1.00–1.08×), while oneDNN keeps P·V and Pᵀ·dO at 197 tokens
     ///   (1.06–1.37×). So A·Bᵀ products under 2²² multiply-adds and the others under 2²⁰ go to
     ///   OpenBLAS: attention products only, as every linear product is above both.
+    /// - Zen 5 (AVX-512 at full width) takes the AVX-512 rule: oneDNN is 1.9–2.2× OpenBLAS on every
+    ///   linear product there (Debian's OpenBLAS 0.3.21 runs its Haswell kernels on it). Attention
+    ///   products with a head width that is a multiple of 16 do not come here on any host: they run in
+    ///   `SmallGemm` (up to 128 tokens; at 197 tokens Q·Kᵀ only).
     @inline(__always)
     public static func prefersDNNL(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int) -> Bool {
         switch backend {
