@@ -133,7 +133,8 @@ public enum SmallGemm {
             if nv > 3 { store(c13, 1, 3); store(c23, 2, 3); store(c33, 3, 3) }
         }
     }
-    /// 8 rows × `nv` (1 or 2) vectors.
+    /// 8 rows × `nv` (1 or 2) vectors. A kernel of its own: folded into `tile` as rows 4–7 (unused by
+    /// the 4-row calls), it slowed the 4 × 4-vector tile from 240 to 142 GFLOP/s (`bench gemm`, 65 × 64 × 65).
     @inline(__always)
     static func tile8(_ nv: Int, _ transA: Bool, _ k: Int, _ alpha: Float,
                       _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
