@@ -160,7 +160,8 @@ public enum OpsBenchmark {
         for (tag, l, hd) in [("tiny32", 65, 64), ("tiny32 enc", 17, 64), ("tiny32 dec", 65, 32),
                              ("vits16", 197, 64), ("vits16 enc", 50, 64), ("vitb16 dec", 197, 32)] {
             let lp = SmallGemm.padded(l)
-            // Token-major operands as attention reads them: a head's columns of rows 3·hd·3 wide.
+            // Token-major operands as attention reads them: one head's columns of rows 9 head widths
+            // wide (the fused q, k and v of three heads).
             let ld = 9 * hd
             let x = Tensor.randn([l * ld], rng: &rng), y = Tensor.randn([l * ld], rng: &rng)
             let p = Tensor.randn([l * lp], rng: &rng), c = Tensor.zeros([l * max(lp, ld)]), t = Tensor.zeros([hd * lp])

@@ -1,7 +1,7 @@
 /// Register-tiled products for attention's per-head shapes (17–65 tokens, head width 32 or 64),
 /// where a library call spends much of its time on set-up and packing: each product here reads its
-/// operands in place, keeps a tile of up to 4 rows × 64 columns of C in sixteen 16-float
-/// accumulators, and streams op(A) and B through it once.
+/// operands in place, keeps a tile of C (4 rows × 64 columns, or 8 × 32 for narrow blocks) in
+/// sixteen 16-float accumulators, and streams op(A) and B through it once.
 ///
 /// Every product attention needs has this form once the second operand of Q·Kᵀ and dO·Vᵀ is stored
 /// transposed (`transposePadded`): C[m, n] = α · op(A) · B (+ C), with n a multiple of 16. (Dot

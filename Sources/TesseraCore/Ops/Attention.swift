@@ -94,18 +94,25 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
     let yp = y.data, mp = mask?.data, stp = stats?.data, keptp = keptForBackward?.data
     let cost = 4 * lq * lk * hd
 
+    /// C[lq, ls] = α · A · B_hᵀ with A [lq, hd] and B_h [lk, hd] (rows at strides lda, ldb): Q·Kᵀ and
+    /// dO·Vᵀ. With `t` ([hd, ls] scratch) the tiled product on B_h transposed into t, else the library's.
+    func productTransposed(a: UnsafePointer<Float>, lda: Int, b bh: UnsafePointer<Float>, ldb: Int, alpha: Float,
+                           c: UnsafeMutablePointer<Float>, scratch t: UnsafeMutablePointer<Float>?) {
+        if let t {
+            SmallGemm.transposePadded(bh, ld: ldb, rows: lk, width: hd, into: t)
+            SmallGemm.multiply(transA: false, m: lq, n: ls, k: hd, alpha: alpha, a: a, lda: lda, b: t, ldb: ls,
+                               accumulate: false, c: c, ldc: ls)
+        } else {
+            BLAS.gemm(transB: true, m: lq, n: lk, k: hd, alpha: alpha, a: a, lda: lda, b: bh, ldb: ldb,
+                      c: c, ldc: ls, parallel: false)
+        }
+    }
+
     /// S = scale · Q_h · K_hᵀ (+ mask) for one (sample, head) into s [lq, ls]; `t` is [hd, ls] scratch.
     func logits(_ task: Int, into s: UnsafeMutablePointer<Float>, scratch t: UnsafeMutablePointer<Float>?) {
         let bi = task / h, hi = task % h
-        let qh = qp + bi * lq * q.stride + q.offset + hi * hd, kh = kp + bi * lk * k.stride + k.offset + hi * hd
-        if let t {
-            SmallGemm.transposePadded(kh, ld: k.stride, rows: lk, width: hd, into: t)
-            SmallGemm.multiply(transA: false, m: lq, n: ls, k: hd, alpha: scale, a: qh, lda: q.stride, b: t, ldb: ls,
-                               accumulate: false, c: s, ldc: ls)
-        } else {
-            BLAS.gemm(transB: true, m: lq, n: lk, k: hd, alpha: scale, a: qh, lda: q.stride, b: kh, ldb: k.stride,
-                      c: s, ldc: ls, parallel: false)
-        }
+        productTransposed(a: qp + bi * lq * q.stride + q.offset + hi * hd, lda: q.stride,
+                          b: kp + bi * lk * k.stride + k.offset + hi * hd, ldb: k.stride, alpha: scale, c: s, scratch: t)
         if let mp {
             let m = maskPerSample ? mp + bi * lq * lk : mp
             for i in 0..<lq { for j in 0..<lk { s[i * ls + j] += m[i * lk + j] } }
@@ -179,13 +186,7 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
                     let vOff = bi * lk * v.stride + v.offset + hi * hd
                     let go = gp + bi * lq * d + hi * hd
                     // dP = dO · V_hᵀ
-                    if let t {
-                        SmallGemm.transposePadded(vp + vOff, ld: v.stride, rows: lk, width: hd, into: t)
-                        SmallGemm.multiply(transA: false, m: lq, n: ls, k: hd, alpha: 1, a: go, lda: d, b: t, ldb: ls,
-                                           accumulate: false, c: ds, ldc: ls)
-                    } else {
-                        BLAS.gemm(transB: true, m: lq, n: lk, k: hd, a: go, lda: d, b: vp + vOff, ldb: v.stride, c: ds, ldc: ls, parallel: false)
-                    }
+                    productTransposed(a: go, lda: d, b: vp + vOff, ldb: v.stride, alpha: 1, c: ds, scratch: t)
                     // dV_h += Pᵀ · dO
                     if let dv {
                         product(transA: true, m: lk, k: lq, a: p, lda: lp, b: go, ldb: d, accumulate: true, c: dv.data + vOff, ldc: v.stride)
