@@ -73,6 +73,15 @@ public enum SmallGemm {
         }
     }
 
+    /// Writes α · v (+ the vector already there) to 16 floats of C at `p`: a tile's results.
+    @inline(__always)
+    static func storeVector(_ v: Vector, _ p: UnsafeMutablePointer<Float>, _ alpha: Float, _ accumulate: Bool) {
+        let raw = UnsafeMutableRawPointer(p)
+        var out = v * alpha
+        if accumulate { out += raw.loadUnaligned(as: Vector.self) }
+        raw.storeBytes(of: out, as: Vector.self)
+    }
+
     /// One tile of `mr` (1 or 4) rows × `nv` (1–4) vectors; called with literal sizes, so each call
     /// site compiles to its own straight-line loop.
     @inline(__always)
@@ -115,13 +124,7 @@ public enum SmallGemm {
                 }
             }
         }
-        @inline(__always)
-        func store(_ v: Vector, _ r: Int, _ q: Int) {
-            let p = UnsafeMutableRawPointer(c + r * ldc + 16 * q)
-            var out = v * alpha
-            if accumulate { out += p.loadUnaligned(as: Vector.self) }
-            p.storeBytes(of: out, as: Vector.self)
-        }
+        @inline(__always) func store(_ v: Vector, _ r: Int, _ q: Int) { storeVector(v, c + r * ldc + 16 * q, alpha, accumulate) }
         store(c00, 0, 0)
         if nv > 1 { store(c01, 0, 1) }
         if nv > 2 { store(c02, 0, 2) }
@@ -164,13 +167,7 @@ public enum SmallGemm {
                 c61 = c61.addingProduct(a6, b1); c71 = c71.addingProduct(a7, b1)
             }
         }
-        @inline(__always)
-        func store(_ v: Vector, _ r: Int, _ q: Int) {
-            let p = UnsafeMutableRawPointer(c + r * ldc + 16 * q)
-            var out = v * alpha
-            if accumulate { out += p.loadUnaligned(as: Vector.self) }
-            p.storeBytes(of: out, as: Vector.self)
-        }
+        @inline(__always) func store(_ v: Vector, _ r: Int, _ q: Int) { storeVector(v, c + r * ldc + 16 * q, alpha, accumulate) }
         store(c00, 0, 0); store(c10, 1, 0); store(c20, 2, 0); store(c30, 3, 0)
         store(c40, 4, 0); store(c50, 5, 0); store(c60, 6, 0); store(c70, 7, 0)
         if nv > 1 {
