@@ -126,7 +126,7 @@ final class AttentionGradTests: XCTestCase {
     }
 
     /// Head widths that are a multiple of 16 take the register-tiled products (SmallGemm), with the
-    /// logits rows padded to 16 columns: rows and tokens not a multiple of 4 or 16, both mask kinds,
+    /// logits rows padded to 16 columns (8 on AVX2 hosts): rows and tokens not a multiple of 4 or 16, both mask kinds,
     /// cross-attention with k = v, kept probabilities, and past 128 tokens, where P·V and the
     /// gradient products go back to the library while Q·Kᵀ stays tiled.
     func testTiledHeadWidths() {

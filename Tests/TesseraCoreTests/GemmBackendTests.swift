@@ -48,12 +48,16 @@ final class GemmBackendTests: XCTestCase {
         XCTAssertTrue(BLAS.autoPrefersDNNL(avx512: false, true, false, 192, 192, 4160))
     }
 
-    /// SmallGemm against a plain triple loop: both storages of A, row counts off the 4-row tile, 1 to 5
-    /// column vectors, α, accumulation onto C, strided operands; and the padded transpose.
+    /// SmallGemm against a plain triple loop, with both kinds of tile (16-float vectors for AVX-512
+    /// hosts, 8-float ones for AVX2 hosts): both storages of A, row counts off the 4-, 6- and 8-row
+    /// tiles, 1 to 5 column vectors (and odd multiples of 8 columns for the narrow tiles), α,
+    /// accumulation onto C, strided operands; and the padded transpose.
     func testSmallGemmMatchesAPlainProduct() {
         var rng = RandomGenerator(seed: 9)
         for (ta, m, n, k) in [(false, 17, 32, 64), (true, 17, 64, 17), (false, 65, 80, 32), (true, 6, 48, 21),
-                              (false, 3, 16, 5), (true, 4, 16, 1), (false, 9, 64, 130)] {
+                              (false, 3, 16, 5), (true, 4, 16, 1), (false, 9, 64, 130),
+                              (false, 13, 24, 64), (true, 11, 8, 19), (false, 65, 72, 32)] {
+          for wide in n % 16 == 0 ? [true, false] : [false] {
             let lda = (ta ? m : k) + 3, ldb = n + 16, ldc = n + 32
             let a = Tensor.randn([(ta ? k : m) * lda], rng: &rng), b = Tensor.randn([k * ldb], rng: &rng)
             let c0 = Tensor.randn([m * ldc], rng: &rng)
@@ -61,7 +65,7 @@ final class GemmBackendTests: XCTestCase {
                 let c = Tensor(shape: [m * ldc])
                 c.data.update(from: c0.data, count: m * ldc)
                 SmallGemm.multiply(transA: ta, m: m, n: n, k: k, alpha: 0.5, a: a.data, lda: lda, b: b.data, ldb: ldb,
-                                   accumulate: accumulate, c: c.data, ldc: ldc)
+                                   accumulate: accumulate, c: c.data, ldc: ldc, wide: wide)
                 for i in 0..<m {
                     for j in 0..<ldc {
                         var want = Double(c0.data[i * ldc + j])
@@ -71,14 +75,17 @@ final class GemmBackendTests: XCTestCase {
                             want = 0.5 * s + (accumulate ? want : 0)
                         }
                         XCTAssertEqual(Double(c.data[i * ldc + j]), want, accuracy: 1e-4 * Double(k).squareRoot() + 1e-5,
-                                       "\(ta ? "T" : "N") \(m)×\(n)×\(k) accumulate \(accumulate) at (\(i), \(j))")
+                                       "\(wide ? "wide" : "narrow") \(ta ? "T" : "N") \(m)×\(n)×\(k) accumulate \(accumulate) at (\(i), \(j))")
                     }
                 }
             }
+          }
         }
+        let np = SmallGemm.padded(19)
+        XCTAssertEqual(np, SmallGemm.wideVectors ? 32 : 24)
         let src = Tensor.randn([19 * 40], rng: &rng), t = Tensor.randn([16 * 32], rng: &rng)
         SmallGemm.transposePadded(src.data + 3, ld: 40, rows: 19, width: 16, into: t.data)
-        for c in 0..<16 { for r in 0..<32 { XCTAssertEqual(t.data[c * 32 + r], r < 19 ? src.data[r * 40 + 3 + c] : 0) } }
+        for c in 0..<16 { for r in 0..<np { XCTAssertEqual(t.data[c * np + r], r < 19 ? src.data[r * 40 + 3 + c] : 0) } }
     }
 
     /// Both libraries, on strided operands as attention passes them (a head's columns of a [L, 3D]

@@ -15,9 +15,10 @@ public enum SmallGemm {
     @inline(__always)
     public static func fits(headWidth hd: Int) -> Bool { hd % 16 == 0 && hd <= 128 }
 
-    /// `n` rounded up to a multiple of 16.
+    /// `n` rounded up to the column multiple `multiply` takes here: 16, or 8 on hosts without
+    /// AVX-512 (`wideVectors`), whose tiles are 8 floats wide.
     @inline(__always)
-    public static func padded(_ n: Int) -> Int { (n + 15) & ~15 }
+    public static func padded(_ n: Int) -> Int { wideVectors ? (n + 15) & ~15 : (n + 7) & ~7 }
 
     /// dst[hd, padded(rows)] = srcᵀ, with src `rows` rows of `hd` floats at stride `ld`; the padding
     /// columns are zero, so products against them give exact zeros.
@@ -33,12 +34,19 @@ public enum SmallGemm {
 
     /// C[m, n] = α · op(A) · B + (accumulate ? C : 0). op(A) is [m, k]: A itself (rows at stride lda)
     /// or, with transA, the transpose of A stored [k, m] (rows at stride lda). B is [k, n] (rows at
-    /// stride ldb), C [m, n] (rows at stride ldc); n must be a multiple of 16, and C's rows are
-    /// written in whole 16-float vectors.
+    /// stride ldb), C [m, n] (rows at stride ldc); n must be a multiple of 16 (of 8 without AVX-512:
+    /// `padded`), and C's rows are written in whole vectors. `wide` picks the tiles (tests run both
+    /// kinds on any host; each is right on either, only slower off its own).
     public static func multiply(transA: Bool, m: Int, n: Int, k: Int, alpha: Float,
                                 a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                                accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
-        precondition(n % 16 == 0, "tessera: SmallGemm needs a multiple of 16 columns, got \(n)")
+                                accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int, wide: Bool = wideVectors) {
+        let multiple = wide ? 16 : 8
+        precondition(n % multiple == 0, "tessera: SmallGemm needs a multiple of \(multiple) columns, got \(n)")
+        if !wide {
+            multiplyNarrow(transA: transA, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                           accumulate: accumulate, c: c, ldc: ldc)
+            return
+        }
         var j = 0
         while j < n {
             let nv = min(4, (n - j) / 16)
@@ -73,13 +81,99 @@ public enum SmallGemm {
         }
     }
 
-    /// Writes α · v (+ the vector already there) to 16 floats of C at `p`: a tile's results.
+    /// Whether the tiles of 16-float vectors run here: they need AVX-512's 32 vector registers. With
+    /// AVX2's 16 (Zen 3) their 16 accumulators spill, and they ran at 0.4–0.5× the library, so those
+    /// hosts take `multiplyNarrow`'s 8-float tiles.
+    public static let wideVectors = BLAS.avx512
+
+    /// `multiply` for hosts with 16 vector registers of 8 floats: tiles of 6 rows × 16 columns, twelve
+    /// accumulators with two registers for B's row and one for A's broadcast element (a last block of
+    /// 8 columns takes tiles of 6 × 8).
+    static func multiplyNarrow(transA: Bool, m: Int, n: Int, k: Int, alpha: Float,
+                               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                               accumulate: Bool, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        var j = 0
+        while j < n {
+            let nv = min(2, (n - j) / 8)
+            var i = 0
+            while i < m {
+                let mr = min(6, m - i)
+                let ai = transA ? a + i : a + i * lda
+                let bj = b + j, cij = c + i * ldc + j
+                switch (mr, nv) {
+                case (6, 2): tile6(6, 2, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (5, 2): tile6(5, 2, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (4, 2): tile6(4, 2, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (3, 2): tile6(3, 2, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (2, 2): tile6(2, 2, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (_, 2): tile6(1, 2, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (6, _): tile6(6, 1, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (5, _): tile6(5, 1, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (4, _): tile6(4, 1, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (3, _): tile6(3, 1, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                case (2, _): tile6(2, 1, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                default: tile6(1, 1, transA, k, alpha, ai, lda, bj, ldb, accumulate, cij, ldc)
+                }
+                i += mr
+            }
+            j += 8 * nv
+        }
+    }
+
+    /// Writes α · v (+ the vector already there) to C at `p`: a tile's results.
     @inline(__always)
-    static func storeVector(_ v: Vector, _ p: UnsafeMutablePointer<Float>, _ alpha: Float, _ accumulate: Bool) {
+    static func storeVector<V: SIMD>(_ v: V, _ p: UnsafeMutablePointer<Float>, _ alpha: Float, _ accumulate: Bool)
+        where V.Scalar == Float {
         let raw = UnsafeMutableRawPointer(p)
         var out = v * alpha
-        if accumulate { out += raw.loadUnaligned(as: Vector.self) }
-        raw.storeBytes(of: out, as: Vector.self)
+        if accumulate { out += raw.loadUnaligned(as: V.self) }
+        raw.storeBytes(of: out, as: V.self)
+    }
+
+    /// `mr` (1–6) rows × `nv` (1 or 2) vectors of 8 floats; called with literal sizes.
+    @inline(__always)
+    static func tile6(_ mr: Int, _ nv: Int, _ transA: Bool, _ k: Int, _ alpha: Float,
+                      _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>, _ ldb: Int,
+                      _ accumulate: Bool, _ c: UnsafeMutablePointer<Float>, _ ldc: Int) {
+        typealias V = SIMD8<Float>
+        var c00 = V(), c10 = V(), c20 = V(), c30 = V(), c40 = V(), c50 = V()
+        var c01 = V(), c11 = V(), c21 = V(), c31 = V(), c41 = V(), c51 = V()
+        let rowStep = transA ? 1 : lda, colStep = transA ? lda : 1
+        for p in 0..<k {
+            let bp = UnsafeRawPointer(b + p * ldb)
+            let b0 = bp.loadUnaligned(as: V.self)
+            let b1 = nv > 1 ? bp.loadUnaligned(fromByteOffset: 32, as: V.self) : V()
+            let ap = a + p * colStep
+            let a0 = V(repeating: ap[0])
+            c00 = c00.addingProduct(a0, b0)
+            if nv > 1 { c01 = c01.addingProduct(a0, b1) }
+            if mr > 1 {
+                let a1 = V(repeating: ap[rowStep]); c10 = c10.addingProduct(a1, b0)
+                if nv > 1 { c11 = c11.addingProduct(a1, b1) }
+            }
+            if mr > 2 {
+                let a2 = V(repeating: ap[2 * rowStep]); c20 = c20.addingProduct(a2, b0)
+                if nv > 1 { c21 = c21.addingProduct(a2, b1) }
+            }
+            if mr > 3 {
+                let a3 = V(repeating: ap[3 * rowStep]); c30 = c30.addingProduct(a3, b0)
+                if nv > 1 { c31 = c31.addingProduct(a3, b1) }
+            }
+            if mr > 4 {
+                let a4 = V(repeating: ap[4 * rowStep]); c40 = c40.addingProduct(a4, b0)
+                if nv > 1 { c41 = c41.addingProduct(a4, b1) }
+            }
+            if mr > 5 {
+                let a5 = V(repeating: ap[5 * rowStep]); c50 = c50.addingProduct(a5, b0)
+                if nv > 1 { c51 = c51.addingProduct(a5, b1) }
+            }
+        }
+        @inline(__always) func store(_ v: V, _ r: Int, _ q: Int) { storeVector(v, c + r * ldc + 8 * q, alpha, accumulate) }
+        @inline(__always) func storeRow(_ r: Int, _ v0: V, _ v1: V) {
+            if mr > r { store(v0, r, 0); if nv > 1 { store(v1, r, 1) } }
+        }
+        storeRow(0, c00, c01); storeRow(1, c10, c11); storeRow(2, c20, c21)
+        storeRow(3, c30, c31); storeRow(4, c40, c41); storeRow(5, c50, c51)
     }
 
     /// One tile of `mr` (1 or 4) rows × `nv` (1–4) vectors; called with literal sizes, so each call

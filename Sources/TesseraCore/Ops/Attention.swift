@@ -77,11 +77,14 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
     }
     let recording = Autograd.isEnabled && (q.tensor.requiresGrad || k.tensor.requiresGrad || v.tensor.requiresGrad)
     let probs = keepProbabilities ? Tensor(shape: [b, h, lq, lk]) : nil
-    // The register-tiled products (`SmallGemm`, `bench gemm`): Q·Kᵀ and dO·Vᵀ whenever the head width
-    // fits, the others up to 128 tokens (past that oneDNN's P·V and Pᵀ·dO are level or ahead). Their
-    // logits rows are padded to a multiple of 16 columns (`ls`), the padding left out of the softmax.
-    let tiled = SmallGemm.fits(headWidth: hd)
-    let tiledPV = tiled && max(lq, lk) <= 128
+    // The register-tiled products (`SmallGemm`, `bench gemm`) when the head width fits: P·V and the
+    // gradient products up to 128 tokens (past that oneDNN's P·V and Pᵀ·dO are level or ahead), and on
+    // AVX-512 hosts Q·Kᵀ and dO·Vᵀ at any length, with the logits rows padded to a multiple of 16
+    // columns (`ls`), the padding left out of the softmax. On AVX2 hosts (8-float tiles) the library
+    // keeps Q·Kᵀ and dO·Vᵀ: their tiled form, with K transposed and padded, ran at 0.65–0.9× oneDNN.
+    let fitsTiles = SmallGemm.fits(headWidth: hd)
+    let tiled = fitsTiles && SmallGemm.wideVectors
+    let tiledPV = fitsTiles && max(lq, lk) <= 128
     let ls = tiled ? SmallGemm.padded(lk) : lk
     // Short sequences keep their probabilities for backward when they take no more memory than the
     // layer's q, k and v (heads · Lk ≤ 3 · width floats per query token: MAE's encoders and tiny32's
