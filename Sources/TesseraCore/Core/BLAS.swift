@@ -29,8 +29,9 @@ public enum BLAS {
     ///   OpenBLAS: attention products only, as every linear product is above both.
     /// - Zen 5 (AVX-512 at full width) takes the AVX-512 rule: oneDNN is 1.9–2.2× OpenBLAS on every
     ///   linear product there (Debian's OpenBLAS 0.3.21 runs its Haswell kernels on it). Attention
-    ///   products with a head width that is a multiple of 16 do not come here on any host: they run in
-    ///   `SmallGemm` (up to 128 tokens; at 197 tokens Q·Kᵀ only).
+    ///   products with a head width that is a multiple of 16 do not come here on AVX-512 hosts: they
+    ///   run in `SmallGemm` (up to 128 tokens; at 197 tokens Q·Kᵀ only). On AVX2 hosts SmallGemm
+    ///   takes P·V and the gradient products up to 128 tokens, and Q·Kᵀ and dO·Vᵀ come here.
     @inline(__always)
     public static func prefersDNNL(_ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int) -> Bool {
         switch backend {

@@ -1,10 +1,11 @@
 /// Register-tiled products for attention's per-head shapes (17–65 tokens, head width 32 or 64),
 /// where a library call spends much of its time on set-up and packing: each product here reads its
-/// operands in place, keeps a tile of C (4 rows × 64 columns, or 8 × 32 for narrow blocks) in
-/// sixteen 16-float accumulators, and streams op(A) and B through it once.
+/// operands in place, keeps a tile of C in registers, and streams op(A) and B through it once. On
+/// AVX-512 hosts a tile is 4 rows × 64 columns (8 × 32 for narrow blocks) in sixteen 16-float
+/// accumulators; on AVX2 hosts, with half the registers, 6 rows × 16 columns in twelve 8-float ones.
 ///
 /// Every product attention needs has this form once the second operand of Q·Kᵀ and dO·Vᵀ is stored
-/// transposed (`transposePadded`): C[m, n] = α · op(A) · B (+ C), with n a multiple of 16. (Dot
+/// transposed (`transposePadded`): C[m, n] = α · op(A) · B (+ C), with n a multiple of 16 (8). (Dot
 /// products of Q's and K's rows in place, folded across lanes, measured at a half to a quarter of
 /// this rate.)
 public enum SmallGemm {
