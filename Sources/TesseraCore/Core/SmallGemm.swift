@@ -145,29 +145,15 @@ public enum SmallGemm {
             let b0 = bp.loadUnaligned(as: V.self)
             let b1 = nv > 1 ? bp.loadUnaligned(fromByteOffset: 32, as: V.self) : V()
             let ap = a + p * colStep
-            let a0 = V(repeating: ap[0])
-            c00 = c00.addingProduct(a0, b0)
-            if nv > 1 { c01 = c01.addingProduct(a0, b1) }
-            if mr > 1 {
-                let a1 = V(repeating: ap[rowStep]); c10 = c10.addingProduct(a1, b0)
-                if nv > 1 { c11 = c11.addingProduct(a1, b1) }
+            // Row r of the tile: its two accumulators take A(r, p) times B's row.
+            @inline(__always) func update(_ r: Int, _ x0: inout V, _ x1: inout V) {
+                guard mr > r else { return }
+                let ar = V(repeating: ap[r * rowStep])
+                x0 = x0.addingProduct(ar, b0)
+                if nv > 1 { x1 = x1.addingProduct(ar, b1) }
             }
-            if mr > 2 {
-                let a2 = V(repeating: ap[2 * rowStep]); c20 = c20.addingProduct(a2, b0)
-                if nv > 1 { c21 = c21.addingProduct(a2, b1) }
-            }
-            if mr > 3 {
-                let a3 = V(repeating: ap[3 * rowStep]); c30 = c30.addingProduct(a3, b0)
-                if nv > 1 { c31 = c31.addingProduct(a3, b1) }
-            }
-            if mr > 4 {
-                let a4 = V(repeating: ap[4 * rowStep]); c40 = c40.addingProduct(a4, b0)
-                if nv > 1 { c41 = c41.addingProduct(a4, b1) }
-            }
-            if mr > 5 {
-                let a5 = V(repeating: ap[5 * rowStep]); c50 = c50.addingProduct(a5, b0)
-                if nv > 1 { c51 = c51.addingProduct(a5, b1) }
-            }
+            update(0, &c00, &c01); update(1, &c10, &c11); update(2, &c20, &c21)
+            update(3, &c30, &c31); update(4, &c40, &c41); update(5, &c50, &c51)
         }
         @inline(__always) func store(_ v: V, _ r: Int, _ q: Int) { storeVector(v, c + r * ldc + 8 * q, alpha, accumulate) }
         @inline(__always) func storeRow(_ r: Int, _ v0: V, _ v1: V) {
