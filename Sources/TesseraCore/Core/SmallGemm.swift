@@ -1,3 +1,4 @@
+import Foundation
 /// Register-tiled products for attention's per-head shapes (17–65 tokens, head width 32 or 64),
 /// where a library call spends much of its time on set-up and packing: each product here reads its
 /// operands in place, keeps a tile of C in registers, and streams op(A) and B through it once. On
@@ -14,7 +15,12 @@ public enum SmallGemm {
     /// Whether the attention products of this head width run here (the column count of P·V and of
     /// the gradients is the head width; Q·Kᵀ's is padded).
     @inline(__always)
-    public static func fits(headWidth hd: Int) -> Bool { hd % 16 == 0 && hd <= 128 }
+    public static func fits(headWidth hd: Int) -> Bool { attention && hd % 16 == 0 && hd <= 128 }
+
+    /// Whether attention uses these tiles at all; `TESSERA_SMALLGEMM=off` sends every per-head
+    /// product to the library (for measurements, as `TESSERA_GEMM` forces a library).
+    nonisolated(unsafe) public static var attention =
+        ProcessInfo.processInfo.environment["TESSERA_SMALLGEMM"] != "off"
 
     /// `n` rounded up to the column multiple `multiply` takes here: 16, or 8 on hosts without
     /// AVX-512 (`wideVectors`), whose tiles are 8 floats wide.
