@@ -1,4 +1,5 @@
 import Foundation
+
 /// Register-tiled products for attention's per-head shapes (17–65 tokens, head width 32 or 64),
 /// where a library call spends much of its time on set-up and packing: each product here reads its
 /// operands in place, keeps a tile of C in registers, and streams op(A) and B through it once. On
@@ -12,13 +13,15 @@ import Foundation
 public enum SmallGemm {
     public typealias Vector = SIMD16<Float>
 
-    /// Whether the attention products of this head width run here (the column count of P·V and of
-    /// the gradients is the head width; Q·Kᵀ's is padded).
+    /// Whether the attention products of this head width can run here (the column count of P·V and
+    /// of the gradients is the head width; Q·Kᵀ's is padded). Shape only: `attention` says whether
+    /// they do.
     @inline(__always)
-    public static func fits(headWidth hd: Int) -> Bool { attention && hd % 16 == 0 && hd <= 128 }
+    public static func fits(headWidth hd: Int) -> Bool { hd % 16 == 0 && hd <= 128 }
 
     /// Whether attention uses these tiles at all; `TESSERA_SMALLGEMM=off` sends every per-head
-    /// product to the library (for measurements, as `TESSERA_GEMM` forces a library).
+    /// product to the library (for measurements, as `TESSERA_GEMM` forces a library). A `var` on
+    /// purpose, like `BLAS.backend`: tests and benchmarks set it to compare both paths in one process.
     nonisolated(unsafe) public static var attention =
         ProcessInfo.processInfo.environment["TESSERA_SMALLGEMM"] != "off"
 

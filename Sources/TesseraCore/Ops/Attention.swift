@@ -82,7 +82,7 @@ func attentionCore(q: AttentionOperand, k: AttentionOperand, v: AttentionOperand
     // AVX-512 hosts Q·Kᵀ and dO·Vᵀ at any length, with the logits rows padded to a multiple of 16
     // columns (`ls`), the padding left out of the softmax. On AVX2 hosts (8-float tiles) the library
     // keeps Q·Kᵀ and dO·Vᵀ: their tiled form, with K transposed and padded, ran at 0.65–0.9× oneDNN.
-    let fitsTiles = SmallGemm.fits(headWidth: hd)
+    let fitsTiles = SmallGemm.attention && SmallGemm.fits(headWidth: hd)
     let tiled = fitsTiles && SmallGemm.wideVectors
     let tiledPV = fitsTiles && max(lq, lk) <= 128
     let ls = tiled ? SmallGemm.padded(lk) : lk
