@@ -125,4 +125,46 @@ final class GemmBackendTests: XCTestCase {
             }
         }
     }
+
+    /// The orientation rule picks the tall weight gradients only, and the product run the other way
+    /// round matches a plain triple loop: sizes off the 8 × 8 transpose tiles, strided operands, α,
+    /// and beta 0 (C is not read: it starts as NaN) or 1.
+    func testTallWeightGradientsRunTheOtherWayRound() {
+        // MAE's decoder qkv and fc1 weight gradients (tiny32, ViT-S/16), ViT-B/16's decoder fc1.
+        for (m, n, k) in [(384, 128, 4160), (512, 128, 4160), (576, 192, 3152), (768, 192, 3152), (2048, 512, 1576), (576, 192, 1088)] {
+            XCTAssertTrue(BLAS.autoRunsTransposed(avx512: true, true, false, m, n, k), "\(m)×\(n)×\(k)")
+            XCTAssertFalse(BLAS.autoRunsTransposed(avx512: false, true, false, m, n, k), "AVX2 \(m)×\(n)×\(k)")
+            XCTAssertFalse(BLAS.autoRunsTransposed(avx512: true, false, false, m, n, k), "NN \(m)×\(n)×\(k)")
+            XCTAssertFalse(BLAS.autoRunsTransposed(avx512: true, false, true, m, n, k), "NT \(m)×\(n)×\(k)")
+        }
+        // Level or slower there: qkv at width 384–512, fc2 (wide), K under 1024 (MAE's encoders).
+        for (m, n, k) in [(1536, 512, 1576), (1152, 384, 3152), (192, 768, 4160), (1536, 384, 800), (576, 192, 1000)] {
+            XCTAssertFalse(BLAS.autoRunsTransposed(avx512: true, true, false, m, n, k), "\(m)×\(n)×\(k)")
+        }
+        var rng = RandomGenerator(seed: 11)
+        for (m, n, k) in [(130, 60, 1030), (264, 64, 1100), (17, 5, 9)] {
+            let lda = m + 3, ldb = n + 5, ldc = n + 7
+            let a = Tensor.randn([k * lda], rng: &rng), b = Tensor.randn([k * ldb], rng: &rng)
+            let c0 = Tensor.randn([m * ldc], rng: &rng)
+            for beta: Float in [0, 1] {
+                let c = Tensor(shape: [m * ldc])
+                for i in 0..<(m * ldc) { c.data[i] = beta == 0 && i % ldc < n ? .nan : c0.data[i] }
+                XCTAssertTrue(BLAS.transposedDNNL(m, n, k, 0.5, a.data, lda, b.data, ldb, beta, c.data, ldc))
+                var worst: Float = 0
+                for i in 0..<m {
+                    for j in 0..<ldc {
+                        var want = Double(c0.data[i * ldc + j])
+                        if j < n {
+                            var s: Double = 0
+                            for p in 0..<k { s += Double(a.data[p * lda + i]) * Double(b.data[p * ldb + j]) }
+                            want = 0.5 * s + Double(beta) * want
+                        }
+                        let got = c.data[i * ldc + j]
+                        worst = max(worst, got.isNaN ? .infinity : abs(got - Float(want)))
+                    }
+                }
+                XCTAssertLessThan(worst, 1e-4 * Float(k).squareRoot() + 1e-5, "\(m)×\(n)×\(k) beta \(beta)")
+            }
+        }
+    }
 }

@@ -53,6 +53,39 @@ public enum BLAS {
         return !(transA && k >= 1024 && m * n >= 192 * 768)
     }
 
+    /// Whether oneDNN may run a tall weight-gradient product the other way round on AVX-512 hosts
+    /// (`autoRunsTransposed`); `TESSERA_GEMM_SWAP=off` runs every product as called (for measurements).
+    nonisolated(unsafe) public static var swapsTallProducts =
+        ProcessInfo.processInfo.environment["TESSERA_GEMM_SWAP"] != "off"
+
+    /// The orientation rule, from single-threaded calls on an AVX-512 Intel host (BENCHMARKS.md):
+    /// C = Aᵀ·B with K ≥ 1024 (a weight gradient dW = gᵀ·x over a batch's rows, M the layer's
+    /// outputs and N its inputs) runs as Cᵀ = Bᵀ·A into scratch, then C (+)= the transposed scratch,
+    /// when C is at least four times as tall as it is wide, or twice as tall and at most 256 wide.
+    /// oneDNN runs those shapes 1.15–1.35× faster the other way round with the transpose counted
+    /// (MAE's decoder qkv and fc1 weight gradients on tiny32 and ViT-S/16, ViT-B/16's decoder fc1);
+    /// qkv at width 384–512 (three times as tall) and anything with K under 1024 were level or slower,
+    /// as the transpose then weighs more against the product. The same products are summed, so the
+    /// result differs from the direct call by rounding at most. Fixed per shape, like the library rule.
+    @inline(__always)
+    public static func autoRunsTransposed(avx512: Bool, _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int) -> Bool {
+        avx512 && transA && !transB && k >= 1024 && (m >= 4 * n || (n <= 256 && m >= 2 * n))
+    }
+
+    /// C = alpha · Aᵀ·B + beta · C computed as Cᵀ = alpha · Bᵀ·A in scratch and written back
+    /// transposed; false (C untouched) if oneDNN refused the product. Public for tests, which run it
+    /// on any host.
+    public static func transposedDNNL(_ m: Int, _ n: Int, _ k: Int, _ alpha: Float, _ a: UnsafePointer<Float>, _ lda: Int,
+                                       _ b: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
+                                       _ c: UnsafeMutablePointer<Float>, _ ldc: Int) -> Bool {
+        let t = Storage(count: m * n)
+        return withExtendedLifetime(t) {
+            guard tessera_dnnl_sgemm(0x54, 0x4E, n, m, k, alpha, b, ldb, a, lda, 0, t.ptr, m) == 0 else { return false }
+            tessera_transpose(t.ptr, n, m, m, c, ldc, beta)
+            return true
+        }
+    }
+
     /// C[M,N] = alpha · op(A) · op(B) + beta · C, all row-major.
     /// op(A) is [M,K]: A is [M,K] (lda ≥ K) or, transposed, [K,M] (lda ≥ M).
     /// op(B) is [K,N]: B is [K,N] (ldb ≥ N) or, transposed, [N,K] (ldb ≥ K).
@@ -96,9 +129,14 @@ public enum BLAS {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
             return
         }
-        if prefersDNNL(transA, transB, m, n, k),
-           tessera_dnnl_sgemm(transA ? 0x54 : 0x4E, transB ? 0x54 : 0x4E, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0 {
-            return
+        if prefersDNNL(transA, transB, m, n, k) {
+            if swapsTallProducts, autoRunsTransposed(avx512: avx512, transA, transB, m, n, k),
+               transposedDNNL(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
+                return
+            }
+            if tessera_dnnl_sgemm(transA ? 0x54 : 0x4E, transB ? 0x54 : 0x4E, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) == 0 {
+                return
+            }
         }
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
