@@ -91,14 +91,18 @@ public enum OpsBenchmark {
     }
 
     /// `bench gemm`: every GEMM shape of the tiny32 and ViT-S/16 steps (one replica's rows: 64 × 65
-    /// and 16 × 197 tokens), single-threaded, in OpenBLAS and in oneDNN, alternated call by call;
-    /// GFLOP/s of the best of `reps` calls of each. The `auto` rule of `BLAS.backend` comes from it.
+    /// and 16 × 197 tokens; MAE's encoder and decoder rows, and ViT-B/16's), single-threaded, in
+    /// OpenBLAS and in oneDNN, alternated call by call; GFLOP/s of the best of `reps` calls of each.
+    /// Weight gradients (Aᵀ·B) also run through oneDNN the other way round (Cᵀ = Bᵀ·A, then written
+    /// back transposed, the transpose timed). The `auto` rule of `BLAS.backend` and the orientation
+    /// rule (`BLAS.autoRunsTransposed`) come from it.
     public static func gemmComparison(reps: Int = 20) -> String {
         var shapes: [(String, Gemm)] = []
         // All tokens (the decoder's rows, fine-tuning, feature extraction) and MAE's encoder rows
         // (one token in four, plus the class token).
-        for (tag, rows, d) in [("tiny32", 64 * 65, 192), ("tiny32 enc", 64 * 17, 192), ("vits16", 16 * 197, 384),
-                               ("vits16 enc", 16 * 50, 384)] {
+        for (tag, rows, d) in [("tiny32", 64 * 65, 192), ("tiny32 enc", 64 * 17, 192), ("tiny32 dec", 64 * 65, 128),
+                               ("vits16", 16 * 197, 384), ("vits16 enc", 16 * 50, 384), ("vits16 dec", 16 * 197, 192),
+                               ("vitb16 enc", 8 * 50, 768), ("vitb16 dec", 8 * 197, 512)] {
             for (name, out, inF) in [("qkv", 3 * d, d), ("proj", d, d), ("fc1", 4 * d, d), ("fc2", d, 4 * d)] {
                 for g in linearGemms(rows: rows, inF: inF, outF: out) {
                     let kind = g.tb ? "fwd" : (g.ta ? "dW" : "dX")
@@ -114,10 +118,12 @@ public enum OpsBenchmark {
             shapes.append(("\(tag) attn p·v", Gemm(m: l, n: hd, k: l, ta: false, tb: false, count: 1)))
             shapes.append(("\(tag) attn pᵀ·g", Gemm(m: l, n: hd, k: l, ta: true, tb: false, count: 1)))
         }
-        let saved = BLAS.backend
-        defer { BLAS.backend = saved }
+        let saved = (BLAS.backend, BLAS.swapsTallProducts)
+        defer { (BLAS.backend, BLAS.swapsTallProducts) = saved }
+        BLAS.swapsTallProducts = false
         var out = "Single-threaded SGEMM, best of \(reps) alternated calls, GFLOP/s\n\n"
-        out += "| product | M×N×K | op | OpenBLAS | oneDNN | oneDNN ÷ OpenBLAS | auto picks |\n|---|---|---|---:|---:|---:|---|\n"
+        out += "| product | M×N×K | op | OpenBLAS | oneDNN | oneDNN ÷ OpenBLAS | oneDNN as Cᵀ = Bᵀ·A | auto picks |\n"
+        out += "|---|---|---|---:|---:|---:|---:|---|\n"
         var total = (blas: 0.0, dnnl: 0.0, auto: 0.0, flops: 0.0)
         for (name, g) in shapes {
             let bufs = buffers([g])
@@ -132,18 +138,33 @@ public enum OpsBenchmark {
                 }
                 return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(calls)
             }
+            // The other way round (weight gradients only): Cᵀ = Bᵀ·A, then C from its transpose.
+            let swappable = g.ta && !g.tb
+            func swapped() -> Double {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<calls {
+                    _ = BLAS.transposedDNNL(g.m, g.n, g.k, 1, bufs.a.data, lda, bufs.b.data, ldb, 0, bufs.c.data, g.n)
+                }
+                return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(calls)
+            }
             _ = once(.openblas); _ = once(.onednn)
-            var best = (blas: Double.infinity, dnnl: Double.infinity)
+            if swappable { _ = swapped() }
+            var best = (blas: Double.infinity, dnnl: Double.infinity, swapped: Double.infinity)
             for _ in 0..<reps {
                 best.blas = min(best.blas, once(.openblas))
                 best.dnnl = min(best.dnnl, once(.onednn))
+                if swappable { best.swapped = min(best.swapped, swapped()) }
             }
             BLAS.backend = .auto
-            let picks = BLAS.prefersDNNL(g.ta, g.tb, g.m, g.n, g.k) ? "oneDNN" : "OpenBLAS"
+            let dnnl = BLAS.prefersDNNL(g.ta, g.tb, g.m, g.n, g.k)
+            let turned = dnnl && BLAS.autoRunsTransposed(avx512: BLAS.avx512, g.ta, g.tb, g.m, g.n, g.k)
+            let picks = turned ? "oneDNN as Cᵀ" : dnnl ? "oneDNN" : "OpenBLAS"
             let f = 2 * Double(g.m * g.n * g.k)
-            total.flops += f; total.blas += best.blas; total.dnnl += best.dnnl; total.auto += picks == "oneDNN" ? best.dnnl : best.blas
-            out += String(format: "| %@ | %d×%d×%d | %@ | %.1f | %.1f | %.2f | %@ |\n", name, g.m, g.n, g.k,
-                          (g.ta ? "T" : "N") + (g.tb ? "T" : "N"), f / best.blas * 1e-9, f / best.dnnl * 1e-9, best.blas / best.dnnl, picks)
+            total.flops += f; total.blas += best.blas; total.dnnl += best.dnnl
+            total.auto += turned ? best.swapped : dnnl ? best.dnnl : best.blas
+            out += String(format: "| %@ | %d×%d×%d | %@ | %.1f | %.1f | %.2f | %@ | %@ |\n", name, g.m, g.n, g.k,
+                          (g.ta ? "T" : "N") + (g.tb ? "T" : "N"), f / best.blas * 1e-9, f / best.dnnl * 1e-9, best.blas / best.dnnl,
+                          swappable ? String(format: "%.1f", f / best.swapped * 1e-9) : "–", picks)
         }
         out += String(format: "\nAll shapes once each: OpenBLAS %.1f GFLOP/s, oneDNN %.1f, auto %.1f (CPU: %@)\n",
                       total.flops / total.blas * 1e-9, total.flops / total.dnnl * 1e-9, total.flops / total.auto * 1e-9, cpuModel)
