@@ -20,6 +20,11 @@ int tessera_cpu_has_avx512(void) {
     return __builtin_cpu_supports("avx512f") ? 1 : 0;
 }
 
+int tessera_cpu_is_intel(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") ? 1 : 0;
+}
+
 /* dst[c * ldd + r] = src[r * lds + c] (+ beta · dst[c * ldd + r] when beta is not 0) for r < rows,
    c < cols. Tiles of 8 × 8 so that every source and destination row a tile touches stays in cache;
    the inner loops are plain so the compiler may vectorise them for the host. */

@@ -132,14 +132,14 @@ final class GemmBackendTests: XCTestCase {
     func testTallWeightGradientsRunTheOtherWayRound() {
         // MAE's decoder qkv and fc1 weight gradients (tiny32, ViT-S/16), ViT-B/16's decoder fc1.
         for (m, n, k) in [(384, 128, 4160), (512, 128, 4160), (576, 192, 3152), (768, 192, 3152), (2048, 512, 1576), (576, 192, 1088)] {
-            XCTAssertTrue(BLAS.autoRunsTransposed(avx512: true, true, false, m, n, k), "\(m)×\(n)×\(k)")
-            XCTAssertFalse(BLAS.autoRunsTransposed(avx512: false, true, false, m, n, k), "AVX2 \(m)×\(n)×\(k)")
-            XCTAssertFalse(BLAS.autoRunsTransposed(avx512: true, false, false, m, n, k), "NN \(m)×\(n)×\(k)")
-            XCTAssertFalse(BLAS.autoRunsTransposed(avx512: true, false, true, m, n, k), "NT \(m)×\(n)×\(k)")
+            XCTAssertTrue(BLAS.autoRunsTransposed(intelAVX512: true, true, false, m, n, k), "\(m)×\(n)×\(k)")
+            XCTAssertFalse(BLAS.autoRunsTransposed(intelAVX512: false, true, false, m, n, k), "not Intel AVX-512 \(m)×\(n)×\(k)")
+            XCTAssertFalse(BLAS.autoRunsTransposed(intelAVX512: true, false, false, m, n, k), "NN \(m)×\(n)×\(k)")
+            XCTAssertFalse(BLAS.autoRunsTransposed(intelAVX512: true, false, true, m, n, k), "NT \(m)×\(n)×\(k)")
         }
         // Level or slower there: qkv at width 384–512, fc2 (wide), K under 1024 (MAE's encoders).
         for (m, n, k) in [(1536, 512, 1576), (1152, 384, 3152), (192, 768, 4160), (1536, 384, 800), (576, 192, 1000)] {
-            XCTAssertFalse(BLAS.autoRunsTransposed(avx512: true, true, false, m, n, k), "\(m)×\(n)×\(k)")
+            XCTAssertFalse(BLAS.autoRunsTransposed(intelAVX512: true, true, false, m, n, k), "\(m)×\(n)×\(k)")
         }
         var rng = RandomGenerator(seed: 11)
         for (m, n, k) in [(130, 60, 1030), (264, 64, 1100), (17, 5, 9)] {

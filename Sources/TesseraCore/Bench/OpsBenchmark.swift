@@ -157,7 +157,7 @@ public enum OpsBenchmark {
             }
             BLAS.backend = .auto
             let dnnl = BLAS.prefersDNNL(g.ta, g.tb, g.m, g.n, g.k)
-            let turned = dnnl && BLAS.autoRunsTransposed(avx512: BLAS.avx512, g.ta, g.tb, g.m, g.n, g.k)
+            let turned = dnnl && BLAS.autoRunsTransposed(intelAVX512: BLAS.intelAVX512, g.ta, g.tb, g.m, g.n, g.k)
             let picks = turned ? "oneDNN as Cᵀ" : dnnl ? "oneDNN" : "OpenBLAS"
             let f = 2 * Double(g.m * g.n * g.k)
             total.flops += f; total.blas += best.blas; total.dnnl += best.dnnl

@@ -15,6 +15,9 @@ public enum BLAS {
     /// Whether the CPU runs AVX-512F; the `auto` rule differs between the two kinds of host.
     public static let avx512 = tessera_cpu_has_avx512() != 0
 
+    /// Whether the CPU is an Intel one with AVX-512F: the hosts the orientation rule was measured on.
+    public static let intelAVX512 = avx512 && tessera_cpu_is_intel() != 0
+
     /// The `auto` rule, from `bench gemm` on the model's shapes (BENCHMARKS.md), fixed per kind of
     /// host so that every run on it, resumed or not, makes the same choices.
     /// - AVX2 hosts (Zen 3): oneDNN's JIT kernels are ahead on the per-head attention products
@@ -53,12 +56,13 @@ public enum BLAS {
         return !(transA && k >= 1024 && m * n >= 192 * 768)
     }
 
-    /// Whether oneDNN may run a tall weight-gradient product the other way round on AVX-512 hosts
+    /// Whether oneDNN may run a tall weight-gradient product the other way round on Intel AVX-512 hosts
     /// (`autoRunsTransposed`); `TESSERA_GEMM_SWAP=off` runs every product as called (for measurements).
     nonisolated(unsafe) public static var swapsTallProducts =
         ProcessInfo.processInfo.environment["TESSERA_GEMM_SWAP"] != "off"
 
-    /// The orientation rule, from single-threaded calls on an AVX-512 Intel host (BENCHMARKS.md):
+    /// The orientation rule, from single-threaded calls on an Intel AVX-512 host (BENCHMARKS.md; AMD
+    /// AVX-512 hosts were not measured, so they keep every product as called):
     /// C = Aᵀ·B with K ≥ 1024 (a weight gradient dW = gᵀ·x over a batch's rows, M the layer's
     /// outputs and N its inputs) runs as Cᵀ = Bᵀ·A into scratch, then C (+)= the transposed scratch,
     /// when C is at least four times as tall as it is wide, or twice as tall and at most 256 wide.
@@ -68,8 +72,8 @@ public enum BLAS {
     /// as the transpose then weighs more against the product. The same products are summed, so the
     /// result differs from the direct call by rounding at most. Fixed per shape, like the library rule.
     @inline(__always)
-    public static func autoRunsTransposed(avx512: Bool, _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int) -> Bool {
-        avx512 && transA && !transB && k >= 1024 && (m >= 4 * n || (n <= 256 && m >= 2 * n))
+    public static func autoRunsTransposed(intelAVX512: Bool, _ transA: Bool, _ transB: Bool, _ m: Int, _ n: Int, _ k: Int) -> Bool {
+        intelAVX512 && transA && !transB && k >= 1024 && (m >= 4 * n || (n <= 256 && m >= 2 * n))
     }
 
     /// C = alpha · Aᵀ·B + beta · C computed as Cᵀ = alpha · Bᵀ·A in scratch and written back
@@ -130,7 +134,7 @@ public enum BLAS {
             return
         }
         if prefersDNNL(transA, transB, m, n, k) {
-            if swapsTallProducts, autoRunsTransposed(avx512: avx512, transA, transB, m, n, k),
+            if swapsTallProducts, autoRunsTransposed(intelAVX512: intelAVX512, transA, transB, m, n, k),
                transposedDNNL(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
                 return
             }
