@@ -130,7 +130,8 @@ final class GemmBackendTests: XCTestCase {
     /// round matches a plain triple loop: sizes off the 8 × 8 transpose tiles, strided operands, α,
     /// and beta 0 (C is not read: it starts as NaN) or 1.
     func testTallWeightGradientsRunTheOtherWayRound() {
-        // MAE's decoder qkv and fc1 weight gradients (tiny32, ViT-S/16), ViT-B/16's decoder fc1.
+        // MAE's decoder qkv and fc1 weight gradients (tiny32, ViT-S/16), ViT-B/16's decoder fc1, and
+        // tiny32's encoder qkv (K = 1088, just over the bound).
         for (m, n, k) in [(384, 128, 4160), (512, 128, 4160), (576, 192, 3152), (768, 192, 3152), (2048, 512, 1576), (576, 192, 1088)] {
             XCTAssertTrue(BLAS.autoRunsTransposed(intelAVX512: true, true, false, m, n, k), "\(m)×\(n)×\(k)")
             XCTAssertFalse(BLAS.autoRunsTransposed(intelAVX512: false, true, false, m, n, k), "not Intel AVX-512 \(m)×\(n)×\(k)")

@@ -129,23 +129,23 @@ public enum OpsBenchmark {
             let bufs = buffers([g])
             let lda = g.ta ? g.m : g.k, ldb = g.tb ? g.k : g.n
             let calls = max(1, (1 << 27) / max(1, 2 * g.m * g.n * g.k))  // ~0.1 GFLOP per timing
+            /// Seconds per call of `product`, over `calls` calls.
+            func perCall(_ product: () -> Void) -> Double {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<calls { product() }
+                return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(calls)
+            }
             func once(_ backend: BLAS.Backend) -> Double {
                 BLAS.backend = backend
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                for _ in 0..<calls {
+                return perCall {
                     BLAS.gemm(transA: g.ta, transB: g.tb, m: g.m, n: g.n, k: g.k, a: bufs.a.data, lda: lda, b: bufs.b.data, ldb: ldb,
                               c: bufs.c.data, ldc: g.n, parallel: false)
                 }
-                return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(calls)
             }
             // The other way round (weight gradients only): Cᵀ = Bᵀ·A, then C from its transpose.
             let swappable = g.ta && !g.tb
             func swapped() -> Double {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                for _ in 0..<calls {
-                    _ = BLAS.transposedDNNL(g.m, g.n, g.k, 1, bufs.a.data, lda, bufs.b.data, ldb, 0, bufs.c.data, g.n)
-                }
-                return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 / Double(calls)
+                perCall { _ = BLAS.transposedDNNL(g.m, g.n, g.k, 1, bufs.a.data, lda, bufs.b.data, ldb, 0, bufs.c.data, g.n) }
             }
             _ = once(.openblas); _ = once(.onednn)
             if swappable { _ = swapped() }
