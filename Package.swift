@@ -2,7 +2,11 @@
 import PackageDescription
 
 // Hot numerical code is built with -Ounchecked in release; run.sh adds -target-cpu native.
-let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+// -fno-math-errno: the standard library's Float.squareRoot() is a C inline function, which clang
+// otherwise compiles for Linux as a sqrtf call that may set errno, so no loop or SIMD vector of
+// square roots became vsqrtps (AdamW ran 16 scalar roots with branches per vector). Results are the
+// same: the instruction is the correctly rounded root libm returns.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo", "-Xcc", "-fno-math-errno"], .when(configuration: .release))]
 
 let package = Package(
     name: "Tessera",
