@@ -1,5 +1,6 @@
 import XCTest
 import Tessera
+import TesseraCore
 
 /// `tessera bench train`: the arithmetic count behind its GFLOP/s column, the JSON line a child
 /// process reports, and one real (tiny) measurement.
@@ -57,6 +58,32 @@ final class TrainBenchmarkTests: XCTestCase {
         XCTAssertEqual(TrainBenchmark.rate(even, batch: 3), 4)
         let none = try XCTUnwrap(TrainBenchmark.Measurement(json: #"{"images_per_s": 7.5, "peak_bytes": 1}"#))
         XCTAssertEqual(TrainBenchmark.rate(none, batch: 3), 7.5)
+    }
+
+    func testTableRatiosAreTakenWithinEachRound() throws {
+        // Two rounds. Batch 10, step times chosen so the rates are 10/20 (tessera), 5/4 (eager), 8/16 (compile).
+        func m(_ seconds: Double) throws -> TrainBenchmark.Measurement {
+            try XCTUnwrap(TrainBenchmark.Measurement(json: "{\"images_per_s\": 0, \"step_seconds\": [\(seconds)], \"peak_bytes\": 1048576}"))
+        }
+        let frameworks = ["tessera", "torch eager", "torch compile"]
+        let results = ["tessera": [try m(1), try m(0.5)], "torch eager": [try m(2), try m(2.5)], "torch compile": [try m(1.25), try m(0.625)]]
+        let probes = [100.0, 400.0]
+        let lines = TrainBenchmark.tableLines(name: "x", frameworks: frameworks, results: results,
+                                              roundSGEMM: Dictionary(uniqueKeysWithValues: frameworks.map { ($0, probes) }),
+                                              probes: probes, batch: 10, flopsPerImage: 1e9)
+        // The faster mode is compile in both rounds: 10/8 and 20/16; eager alone gives 2 and 5.
+        XCTAssertTrue(lines.contains("  tessera ÷ the faster PyTorch mode per round: 1.25 1.25  (median 1.25)"), lines.joined(separator: "\n"))
+        XCTAssertTrue(lines.contains("  tessera ÷ torch eager per round: 2.00 5.00  (median 3.50)"), lines.joined(separator: "\n"))
+        // %SGEMM is each round's 10 and 20 GFLOP/s over that round's probe (10 % and 5 %), median 7.5 % (printed 8 %),
+        // not the best rate over one probe.
+        let row = try XCTUnwrap(lines.first { $0.hasPrefix("x") && $0.contains("tessera") })
+        XCTAssertTrue(row.contains("   8 %"), row)
+        XCTAssertTrue(lines.contains("  SGEMM (\(Parallel.threads) threads) probed at the start of each round: 100.0 400.0 GFLOP/s"))
+        // A framework without measurements reads "failed" and no ratio is printed against it.
+        let partial = TrainBenchmark.tableLines(name: "x", frameworks: frameworks, results: ["tessera": results["tessera"]!],
+                                                roundSGEMM: ["tessera": probes], probes: probes, batch: 10, flopsPerImage: 1e9)
+        XCTAssertTrue(partial.contains { $0.hasSuffix("failed") })
+        XCTAssertFalse(partial.contains { $0.contains(" ÷ ") })
     }
 
     func testMeasureTesseraRunsSteps() throws {

@@ -90,8 +90,12 @@ public enum InferBenchmark {
         lines.append("model          framework        img/s per round        best img/s  GFLOP/s  %SGEMM  peak MiB   ×eager  ×compile")
         for p in presets {
             var results: [String: [TrainBenchmark.Measurement]] = [:]
+            // The all-thread SGEMM rate probed at the start of each round, beside each measurement of it.
+            var roundSGEMM: [String: [Double]] = [:], probes: [Double] = []
             var notes: [String] = []
             for _ in 0..<rounds {
+                let probe = OpsBenchmark.sgemmRate().all
+                probes.append(probe)
                 for f in frameworks {
                     var note = ""
                     let m: TrainBenchmark.Measurement?
@@ -103,32 +107,14 @@ public enum InferBenchmark {
                                                           + ["--steps", "\(steps)", "--warmup", "\(warmup)", "--threads", "\(Parallel.threads)",
                                                              "--mode", f == "torch eager" ? "eager" : "compile"], note: &note)
                     }
-                    if let m { results[f, default: []].append(m) } else { notes.append("\(f): \(note)") }
+                    if let m {
+                        results[f, default: []].append(m)
+                        roundSGEMM[f, default: []].append(probe)
+                    } else { notes.append("\(f): \(note)") }
                 }
             }
-            func best(_ f: String) -> Double? { results[f]?.map { TrainBenchmark.rate($0, batch: p.batch) }.max() }
-            for f in frameworks {
-                guard let ms = results[f], let b = best(f) else {
-                    lines.append(TrainBenchmark.pad(p.name, 15) + TrainBenchmark.pad(f, 17) + "failed")
-                    continue
-                }
-                let perRound = ms.map { String(format: "%.1f", TrainBenchmark.rate($0, batch: p.batch)) }.joined(separator: " ")
-                let peak = Double(ms.map(\.peakBytes).max() ?? 0) / 1_048_576
-                let vsEager = best("torch eager").map { String(format: "%.2f", b / $0) } ?? "-"
-                let vsCompile = best("torch compile").map { String(format: "%.2f", b / $0) } ?? "-"
-                lines.append(TrainBenchmark.pad(p.name, 15) + TrainBenchmark.pad(f, 17) + TrainBenchmark.pad(perRound, 23)
-                             + String(format: "%10.1f  %7.1f  %5.0f %%  %8.1f  ", b, b * p.flopsPerImage / 1e9,
-                                      100 * b * p.flopsPerImage / 1e9 / before.all, peak)
-                             + TrainBenchmark.pad(vsEager, 7, left: true) + "  " + TrainBenchmark.pad(vsCompile, 8, left: true))
-            }
-            if let mine = results[frameworks[0]] {
-                for f in frameworks.dropFirst() where f.hasPrefix("torch") {
-                    guard let theirs = results[f], theirs.count == mine.count, !mine.isEmpty else { continue }
-                    let r = zip(mine, theirs).map { TrainBenchmark.rate($0, batch: p.batch) / TrainBenchmark.rate($1, batch: p.batch) }
-                    lines.append("  \(frameworks[0]) ÷ \(f) per round: " + r.map { String(format: "%.2f", $0) }.joined(separator: " ")
-                                 + String(format: "  (median %.2f)", TrainBenchmark.median(r)))
-                }
-            }
+            lines += TrainBenchmark.tableLines(name: p.name, frameworks: frameworks, results: results, roundSGEMM: roundSGEMM,
+                                               probes: probes, batch: p.batch, flopsPerImage: p.flopsPerImage)
             for n in notes { lines.append("  note: \(n)") }
         }
         lines.append("")
@@ -136,7 +122,8 @@ public enum InferBenchmark {
         lines.append("img/s: batch / median batch time of each measurement; best: the best round. tessera splits each batch over the")
         lines.append("threads in chunks of ~8192 tokens (k-NN and the probes do); tessera kernels runs one pass with threaded kernels. GFLOP/s: linear, patch-")
         lines.append("embedding and attention products of the forward pass. Peak MiB: growth of the peak resident set over the size")
-        lines.append("before the model is built, each measurement a fresh process. %SGEMM: GFLOP/s over the all-thread SGEMM rate above.")
+        lines.append("before the model is built, each measurement a fresh process. %SGEMM: each round's GFLOP/s over the all-thread")
+        lines.append("SGEMM rate probed at the start of that round, median over the rounds (the host drifts by minutes).")
         return lines.joined(separator: "\n")
     }
 }

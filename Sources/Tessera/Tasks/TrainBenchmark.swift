@@ -356,6 +356,48 @@ public enum TrainBenchmark {
         return t.count % 2 == 1 ? t[t.count / 2] : (t[t.count / 2 - 1] + t[t.count / 2]) / 2
     }
 
+    /// One model's rows of a `bench train` or `bench infer` table, the SGEMM probes of its rounds and
+    /// the per-round ratios of the first framework to each PyTorch mode and to the faster of them.
+    /// `roundSGEMM[f]` holds the probe of the round of each of `results[f]`'s measurements.
+    public static func tableLines(name: String, frameworks: [String], results: [String: [Measurement]], roundSGEMM: [String: [Double]],
+                           probes: [Double], batch: Int, flopsPerImage: Double) -> [String] {
+        var lines: [String] = []
+        func best(_ f: String) -> Double? { results[f]?.map { rate($0, batch: batch) }.max() }
+        for f in frameworks {
+            guard let ms = results[f], let b = best(f) else {
+                lines.append(pad(name, 15) + pad(f, 17) + "failed")
+                continue
+            }
+            let perRound = ms.map { String(format: "%.1f", rate($0, batch: batch)) }.joined(separator: " ")
+            let peak = Double(ms.map(\.peakBytes).max() ?? 0) / 1_048_576
+            let vsEager = best("torch eager").map { String(format: "%.2f", b / $0) } ?? "-"
+            let vsCompile = best("torch compile").map { String(format: "%.2f", b / $0) } ?? "-"
+            // Share of SGEMM: each round's rate over the probe of that round, median over the rounds.
+            let share = median(zip(ms, roundSGEMM[f] ?? []).map { rate($0, batch: batch) * flopsPerImage / 1e9 / $1 })
+            lines.append(pad(name, 15) + pad(f, 17) + pad(perRound, 23)
+                         + String(format: "%10.1f  %7.1f  %5.0f %%  %8.1f  ", b, b * flopsPerImage / 1e9, 100 * share, peak)
+                         + pad(vsEager, 7, left: true) + "  " + pad(vsCompile, 8, left: true))
+        }
+        lines.append("  SGEMM (\(Parallel.threads) threads) probed at the start of each round: "
+                     + probes.map { String(format: "%.1f", $0) }.joined(separator: " ") + " GFLOP/s")
+        // Ratios within each round (measured minutes apart, not hours), and their median.
+        guard let mine = results[frameworks[0]], !mine.isEmpty else { return lines }
+        for f in frameworks.dropFirst() where f.hasPrefix("torch") {
+            guard let theirs = results[f], theirs.count == mine.count else { continue }
+            let r = zip(mine, theirs).map { rate($0, batch: batch) / rate($1, batch: batch) }
+            lines.append("  \(frameworks[0]) ÷ \(f) per round: " + r.map { String(format: "%.2f", $0) }.joined(separator: " ")
+                         + String(format: "  (median %.2f)", median(r)))
+        }
+        // Against the faster PyTorch mode of each round.
+        let torchRows = frameworks.filter { $0.hasPrefix("torch") }.compactMap { results[$0] }
+        if torchRows.count > 1, torchRows.allSatisfy({ $0.count == mine.count }) {
+            let r = mine.indices.map { i in rate(mine[i], batch: batch) / torchRows.map { rate($0[i], batch: batch) }.max()! }
+            lines.append("  \(frameworks[0]) ÷ the faster PyTorch mode per round: " + r.map { String(format: "%.2f", $0) }.joined(separator: " ")
+                         + String(format: "  (median %.2f)", median(r)))
+        }
+        return lines
+    }
+
     /// The comparison table: for each preset and round, Tessera in each of `tesseraModes` (child
     /// processes running `self bench train --only tessera-<mode>`), then PyTorch eager, then torch.compile.
     public static func report(presets: [Preset], steps: Int, warmup: Int, rounds: Int, withTorch: Bool,
@@ -409,41 +451,8 @@ public enum TrainBenchmark {
                     } else { notes.append("\(f): \(note)") }
                 }
             }
-            func best(_ f: String) -> Double? { results[f]?.map { rate($0, batch: p.batch) }.max() }
-            for f in frameworks {
-                guard let ms = results[f], let b = best(f) else {
-                    lines.append(pad(p.name, 15) + pad(f, 17) + "failed")
-                    continue
-                }
-                let perRound = ms.map { String(format: "%.1f", rate($0, batch: p.batch)) }.joined(separator: " ")
-                let peak = Double(ms.map(\.peakBytes).max() ?? 0) / 1_048_576
-                let vsEager = best("torch eager").map { String(format: "%.2f", b / $0) } ?? "-"
-                let vsCompile = best("torch compile").map { String(format: "%.2f", b / $0) } ?? "-"
-                // Share of SGEMM: each round's rate over the probe of that round, median over the rounds.
-                let share = median(zip(ms, roundSGEMM[f] ?? []).map { rate($0, batch: p.batch) * p.flopsPerImage / 1e9 / $1 })
-                lines.append(pad(p.name, 15) + pad(f, 17) + pad(perRound, 23)
-                             + String(format: "%10.1f  %7.1f  %5.0f %%  %8.1f  ", b, b * p.flopsPerImage / 1e9,
-                                      100 * share, peak)
-                             + pad(vsEager, 7, left: true) + "  " + pad(vsCompile, 8, left: true))
-            }
-            lines.append("  SGEMM (\(Parallel.threads) threads) probed at the start of each round: "
-                         + probes.map { String(format: "%.1f", $0) }.joined(separator: " ") + " GFLOP/s")
-            // Ratios within each round (measured minutes apart, not hours), and their median.
-            if let mine = results[frameworks[0]] {
-                for f in frameworks.dropFirst() where f.hasPrefix("torch") {
-                    guard let theirs = results[f], theirs.count == mine.count, !mine.isEmpty else { continue }
-                    let r = zip(mine, theirs).map { rate($0, batch: p.batch) / rate($1, batch: p.batch) }
-                    lines.append("  \(frameworks[0]) ÷ \(f) per round: " + r.map { String(format: "%.2f", $0) }.joined(separator: " ")
-                                 + String(format: "  (median %.2f)", median(r)))
-                }
-                // Against the faster PyTorch mode of each round.
-                let torchRows = frameworks.filter { $0.hasPrefix("torch") }.compactMap { results[$0] }
-                if torchRows.count > 1, torchRows.allSatisfy({ $0.count == mine.count }), !mine.isEmpty {
-                    let r = mine.indices.map { i in rate(mine[i], batch: p.batch) / torchRows.map { rate($0[i], batch: p.batch) }.max()! }
-                    lines.append("  \(frameworks[0]) ÷ the faster PyTorch mode per round: " + r.map { String(format: "%.2f", $0) }.joined(separator: " ")
-                                 + String(format: "  (median %.2f)", median(r)))
-                }
-            }
+            lines += tableLines(name: p.name, frameworks: frameworks, results: results, roundSGEMM: roundSGEMM, probes: probes,
+                                batch: p.batch, flopsPerImage: p.flopsPerImage)
             for (f, ms) in results where ms.contains(where: { !$0.allreduceSeconds.isEmpty }) {
                 let shares = ms.map { median($0.allreduceSeconds) / median($0.stepSeconds) }
                 lines.append("  \(f): allreduce share of the step per round: " + shares.map { String(format: "%.1f %%", 100 * $0) }.joined(separator: " "))
