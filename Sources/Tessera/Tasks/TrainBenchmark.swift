@@ -360,7 +360,7 @@ public enum TrainBenchmark {
     /// the per-round ratios of the first framework to each PyTorch mode and to the faster of them.
     /// `roundSGEMM[f]` holds the probe of the round of each of `results[f]`'s measurements.
     public static func tableLines(name: String, frameworks: [String], results: [String: [Measurement]], roundSGEMM: [String: [Double]],
-                           probes: [Double], batch: Int, flopsPerImage: Double) -> [String] {
+                                  probes: [Double], batch: Int, flopsPerImage: Double) -> [String] {
         var lines: [String] = []
         func best(_ f: String) -> Double? { results[f]?.map { rate($0, batch: batch) }.max() }
         for f in frameworks {
